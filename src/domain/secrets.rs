@@ -1,0 +1,140 @@
+//! The HMAC secret family and retired values (spec §7.3, §7.8, §8.4).
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::model::{Secret, Timestamp};
+
+pub const PAGINATION_KEY_LABEL: &str = "talos/pagination/v1/cursor-key";
+pub const MACAROON_ROOT_KEY_LABEL: &str = "talos/macaroon/v1/root-key";
+
+/// A value that stays accepted until `expires_at` (exclusive), or forever.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retired<T> {
+    pub value: T,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Entries active at `now`: no expiry, or `now < expires_at`.
+pub fn active_retired<T>(list: &[Retired<T>], now: Timestamp) -> Vec<&T> {
+    list.iter()
+        .filter(|r| r.expires_at.is_none_or(|e| now < e))
+        .map(|r| &r.value)
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct SecretSet {
+    pub current: Secret,
+    pub retired: Vec<Retired<Secret>>,
+}
+
+impl SecretSet {
+    /// `[current, …active retired]`, skipping empty values.
+    pub fn active(&self, now: Timestamp) -> Vec<&Secret> {
+        std::iter::once(&self.current)
+            .chain(active_retired(&self.retired, now))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// `HMAC-SHA256(key = secret, msg = label)`.
+pub fn hmac_derive(secret: &Secret, label: &str) -> [u8; 32] {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key length");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// `HKDF-SHA256(ikm = secret, salt = none, info = label)`, 32 bytes.
+pub fn hkdf_derive(secret: &Secret, label: &str) -> [u8; 32] {
+    let hk = Hkdf::<Sha256>::new(None, secret.expose().as_bytes());
+    let mut out = [0u8; 32];
+    hk.expand(label.as_bytes(), &mut out)
+        .expect("32 bytes is a valid HKDF length");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_separated_vectors_15_2() {
+        let cases = [
+            (
+                "test-secret-at-least-32-bytes-long",
+                "c98c63834a762aff458b40711bdfbd07749056e7422fed06cec15185153fe4cc",
+                "3ec76155c87f17af3902b563bddf76a82fc71b17659a21d8e73c1d732ae857a9",
+            ),
+            (
+                "test-secret-123-must-be-32chars!",
+                "f4fbc4c2bfaf0ff7cf5acc856a059e5e0a7207889691634a079726ed89f8f66d",
+                "7992c4e963d30e8048777a910418f8273ea090fddf1920be5adc275c59a8c87e",
+            ),
+        ];
+        for (secret, cursor, root) in cases {
+            let s = Secret::new(secret);
+            assert_eq!(hex::encode(hmac_derive(&s, PAGINATION_KEY_LABEL)), cursor);
+            assert_eq!(hex::encode(hmac_derive(&s, MACAROON_ROOT_KEY_LABEL)), root);
+        }
+    }
+
+    #[test]
+    fn hkdf_differs_by_label_and_secret() {
+        let a = Secret::new("a".repeat(32));
+        let b = Secret::new("b".repeat(32));
+        assert_ne!(hkdf_derive(&a, "x"), hkdf_derive(&a, "y"));
+        assert_ne!(hkdf_derive(&a, "x"), hkdf_derive(&b, "x"));
+        assert_eq!(hkdf_derive(&a, "x"), hkdf_derive(&a, "x"));
+    }
+
+    #[test]
+    fn retired_activity_boundaries() {
+        let now = Timestamp::from_millis(1_000);
+        let r = |e: Option<i64>| Retired {
+            value: 1,
+            expires_at: e.map(Timestamp::from_millis),
+        };
+        assert_eq!(active_retired(&[r(None)], now).len(), 1);
+        assert_eq!(active_retired(&[r(Some(1_001))], now).len(), 1);
+        assert_eq!(
+            active_retired(&[r(Some(1_000))], now).len(),
+            0,
+            "equal means expired"
+        );
+        assert_eq!(active_retired(&[r(Some(999))], now).len(), 0);
+    }
+
+    #[test]
+    fn secret_set_order_15_3() {
+        let now = Timestamp::from_secs(2_000_000_000);
+        let set = SecretSet {
+            current: Secret::new("hmac-secret-32chars-minimum-12345678901234"),
+            retired: vec![
+                Retired {
+                    value: Secret::new("expired-hmac"),
+                    expires_at: Some(Timestamp::from_secs(1)),
+                },
+                Retired {
+                    value: Secret::new("kept-hmac-secret-32chars-12345678901234567"),
+                    expires_at: None,
+                },
+                Retired {
+                    value: Secret::new(""),
+                    expires_at: None,
+                },
+            ],
+        };
+        let active: Vec<&str> = set.active(now).into_iter().map(Secret::expose).collect();
+        assert_eq!(
+            active,
+            vec![
+                "hmac-secret-32chars-minimum-12345678901234",
+                "kept-hmac-secret-32chars-12345678901234567"
+            ]
+        );
+    }
+}

@@ -1,0 +1,24 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{ApiKey, NetworkId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    #[error("cache entry could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// Cache of successfully verified issued/imported keys, keyed by
+/// (network id, key id) — never by the secret.
+#[async_trait]
+pub trait KeyCache: Send + Sync + 'static {
+    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<ApiKey>, CacheError>;
+    async fn put(&self, key: &ApiKey, ttl: Duration) -> Result<(), CacheError>;
+    async fn evict(&self, nid: NetworkId, key_id: &str) -> Result<(), CacheError>;
+    /// Short name for logs and the `/health/ready` report.
+    fn name(&self) -> &'static str;
+}
