@@ -1,0 +1,266 @@
+//! Service and HTTP metrics (feature `metrics`), exposed as Prometheus text
+//! on the 4422 listener at `/metrics/prometheus`. Labels are low-cardinality:
+//! never key ids, actors or paths with ids in them.
+//!
+//! Without the feature every recording method is a no-op and `render`
+//! returns `None`, so call sites need no `cfg`.
+
+#[cfg(feature = "metrics")]
+mod imp {
+    use std::sync::atomic::AtomicU64;
+
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+    use prometheus_client::registry::Registry;
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    pub struct HttpLabels {
+        pub method: String,
+        pub code: String,
+        pub endpoint: String,
+    }
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    pub struct SizeLabels {
+        pub method: String,
+        pub code: String,
+    }
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    pub struct One {
+        pub label: String,
+    }
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    pub struct VerifyLabels {
+        pub credential_type: String,
+        pub result: String,
+    }
+
+    type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+    fn latency() -> Histogram {
+        Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+    }
+    fn sizes() -> Histogram {
+        Histogram::new(exponential_buckets(64.0, 4.0, 10))
+    }
+
+    pub struct Metrics {
+        registry: Registry,
+        pub http_requests: Family<HttpLabels, Counter>,
+        pub http_duration: HistFamily<HttpLabels>,
+        pub http_request_size: HistFamily<SizeLabels>,
+        pub http_response_size: HistFamily<SizeLabels>,
+        pub http_in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
+        pub keys_created: Family<One, Counter>,
+        pub keys_revoked: Family<One, Counter>,
+        pub keys_rotated: Counter<u64, AtomicU64>,
+        pub tokens_derived: Family<One, Counter>,
+        pub verifications: Family<VerifyLabels, Counter>,
+        pub cache: Family<One, Counter>,
+        pub batch_import: Family<One, Counter>,
+        pub rate_limit: Family<One, Counter>,
+    }
+
+    impl Default for Metrics {
+        fn default() -> Self {
+            let mut registry = Registry::default();
+            let m = Metrics {
+                http_requests: Family::default(),
+                http_duration: Family::new_with_constructor(latency),
+                http_request_size: Family::new_with_constructor(sizes),
+                http_response_size: Family::new_with_constructor(sizes),
+                http_in_flight: Gauge::default(),
+                keys_created: Family::default(),
+                keys_revoked: Family::default(),
+                keys_rotated: Counter::default(),
+                tokens_derived: Family::default(),
+                verifications: Family::default(),
+                cache: Family::default(),
+                batch_import: Family::default(),
+                rate_limit: Family::default(),
+                registry: Registry::default(),
+            };
+            registry.register(
+                "http_requests",
+                "HTTP requests by method, status code and route",
+                m.http_requests.clone(),
+            );
+            registry.register(
+                "http_request_duration_seconds",
+                "HTTP request latency",
+                m.http_duration.clone(),
+            );
+            registry.register(
+                "http_request_size_bytes",
+                "HTTP request body size",
+                m.http_request_size.clone(),
+            );
+            registry.register(
+                "http_response_size_bytes",
+                "HTTP response body size",
+                m.http_response_size.clone(),
+            );
+            registry.register(
+                "http_requests_in_flight",
+                "HTTP requests being served",
+                m.http_in_flight.clone(),
+            );
+            registry.register(
+                "talos_api_keys_created",
+                "API keys created, by key type (issued, imported)",
+                m.keys_created.clone(),
+            );
+            registry.register(
+                "talos_api_keys_revoked",
+                "API keys revoked, by reason (or rotation)",
+                m.keys_revoked.clone(),
+            );
+            registry.register(
+                "talos_api_keys_rotated",
+                "Issued API keys rotated",
+                m.keys_rotated.clone(),
+            );
+            registry.register(
+                "talos_tokens_derived",
+                "Derived tokens minted, by algorithm",
+                m.tokens_derived.clone(),
+            );
+            registry.register(
+                "talos_verifications",
+                "Verifications by credential type and result",
+                m.verifications.clone(),
+            );
+            registry.register(
+                "talos_cache_requests",
+                "Verification cache lookups by result (hit, miss, error)",
+                m.cache.clone(),
+            );
+            registry.register(
+                "talos_batch_import_keys",
+                "Batch-imported keys by outcome",
+                m.batch_import.clone(),
+            );
+            registry.register(
+                "talos_rate_limit_decisions",
+                "Rate-limit decisions (allowed, limited, error)",
+                m.rate_limit.clone(),
+            );
+            Metrics { registry, ..m }
+        }
+    }
+
+    impl Metrics {
+        pub fn render(&self) -> Option<String> {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &self.registry).ok()?;
+            Some(out)
+        }
+        pub fn inc(family: &Family<One, Counter>, label: &str) {
+            family
+                .get_or_create(&One {
+                    label: label.to_string(),
+                })
+                .inc();
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub use imp::Metrics;
+
+#[cfg(feature = "metrics")]
+impl Metrics {
+    pub fn key_created(&self, kind: &str) {
+        Self::inc(&self.keys_created, kind);
+    }
+    pub fn key_revoked(&self, reason: &str) {
+        Self::inc(&self.keys_revoked, reason);
+    }
+    pub fn key_rotated(&self) {
+        self.keys_rotated.inc();
+        Self::inc(&self.keys_revoked, "rotation");
+    }
+    pub fn token_derived(&self, algorithm: &str) {
+        Self::inc(&self.tokens_derived, algorithm);
+    }
+    pub fn verification(&self, credential_type: &str, ok: bool) {
+        self.verifications
+            .get_or_create(&imp::VerifyLabels {
+                credential_type: credential_type.to_string(),
+                result: if ok { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+    pub fn cache_result(&self, result: &str) {
+        Self::inc(&self.cache, result);
+    }
+    pub fn batch_import(&self, outcome: &str, n: u64) {
+        self.batch_import
+            .get_or_create(&imp::One {
+                label: outcome.to_string(),
+            })
+            .inc_by(n);
+    }
+    pub fn rate_limit_decision(&self, decision: &str) {
+        Self::inc(&self.rate_limit, decision);
+    }
+    pub fn http(
+        &self,
+        method: &str,
+        code: u16,
+        endpoint: &str,
+        seconds: f64,
+        req_bytes: u64,
+        resp_bytes: u64,
+    ) {
+        let labels = imp::HttpLabels {
+            method: method.to_string(),
+            code: code.to_string(),
+            endpoint: endpoint.to_string(),
+        };
+        self.http_requests.get_or_create(&labels).inc();
+        self.http_duration.get_or_create(&labels).observe(seconds);
+        let sl = imp::SizeLabels {
+            method: method.to_string(),
+            code: code.to_string(),
+        };
+        self.http_request_size
+            .get_or_create(&sl)
+            .observe(req_bytes as f64);
+        self.http_response_size
+            .get_or_create(&sl)
+            .observe(resp_bytes as f64);
+    }
+    pub fn in_flight(&self, delta: i64) {
+        self.http_in_flight.inc_by(delta);
+    }
+}
+
+/// No-op metrics for builds without the `metrics` feature.
+#[cfg(not(feature = "metrics"))]
+#[derive(Default)]
+pub struct Metrics {
+    _private: (),
+}
+
+#[cfg(not(feature = "metrics"))]
+impl Metrics {
+    pub fn key_created(&self, _kind: &str) {}
+    pub fn key_revoked(&self, _reason: &str) {}
+    pub fn key_rotated(&self) {}
+    pub fn token_derived(&self, _algorithm: &str) {}
+    pub fn verification(&self, _credential_type: &str, _ok: bool) {}
+    pub fn cache_result(&self, _result: &str) {}
+    pub fn batch_import(&self, _outcome: &str, _n: u64) {}
+    pub fn rate_limit_decision(&self, _decision: &str) {}
+    pub fn http(&self, _m: &str, _c: u16, _e: &str, _s: f64, _q: u64, _r: u64) {}
+    pub fn in_flight(&self, _delta: i64) {}
+    pub fn render(&self) -> Option<String> {
+        None
+    }
+}
