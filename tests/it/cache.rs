@@ -1,0 +1,199 @@
+//! Verification caches: memory, Redis (tiered, cross-node invalidation),
+//! degradation when Redis goes away.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use talos::adapters::http::Plane;
+
+use crate::services::{self, PrivateRedis};
+use crate::TestServer;
+
+async fn verify_h(
+    s: &TestServer,
+    cred: &str,
+    headers: &[(&str, &str)],
+) -> (String, serde_json::Value) {
+    let mut req = s
+        .client
+        .post(s.url("/v2alpha1/admin/apiKeys:verify"))
+        .json(&json!({ "credential": cred }));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r.headers()["ory-talos-cache"].to_str().unwrap().to_string();
+    (cache, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn memory_cache_hits_and_revocation_evicts() {
+    let s = TestServer::start(
+        Plane::All,
+        &[
+            ("TALOS_CACHE_TYPE", "memory"),
+            ("TALOS_CACHE_ENABLED", "true"),
+        ],
+    )
+    .await;
+    let (id, secret) = s.issue("c", "u").await;
+    let (c, v) = verify_h(&s, &secret, &[]).await;
+    assert_eq!((c.as_str(), v["is_valid"].as_bool()), ("MISS", Some(true)));
+    let (c, v) = verify_h(&s, &secret, &[]).await;
+    assert_eq!((c.as_str(), v["is_valid"].as_bool()), ("HIT", Some(true)));
+    assert_eq!(
+        verify_h(&s, &secret, &[("cache-control", "no-cache")])
+            .await
+            .0,
+        "SKIP"
+    );
+    assert_eq!(
+        verify_h(&s, &secret, &[("pragma", "no-cache")]).await.0,
+        "SKIP"
+    );
+    // A forged variant of a cached key never hits the cache.
+    let mut forged = secret.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'x' { 'y' } else { 'x' });
+    let (_, v) = verify_h(&s, &forged, &[]).await;
+    assert_eq!(v["error_code"], "VERIFICATION_ERROR_NOT_FOUND");
+    // Revocation evicts: the next verification sees it at once.
+    s.post(
+        &format!("/v2alpha1/admin/issuedApiKeys/{id}:revoke"),
+        json!({}),
+    )
+    .await;
+    let (c, v) = verify_h(&s, &secret, &[]).await;
+    assert_eq!(c, "MISS");
+    assert_eq!(v["error_code"], "VERIFICATION_ERROR_REVOKED");
+    // Failures are not cached.
+    let (c, _) = verify_h(&s, &secret, &[]).await;
+    assert_eq!(c, "MISS");
+}
+
+#[tokio::test]
+async fn oss_style_cache_config_is_refused_when_not_compiled() {
+    // The default build has both caches; check the config error path instead.
+    let r = talos::app::config::load(
+        None,
+        vec![
+            (
+                "TALOS_SECRETS_HMAC_CURRENT".to_string(),
+                crate::SECRET.to_string(),
+            ),
+            ("TALOS_DB_DSN".to_string(), "memory".to_string()),
+            ("TALOS_CREDENTIALS_ISSUER".to_string(), "x".to_string()),
+            ("TALOS_CACHE_TYPE".to_string(), "weird".to_string()),
+        ],
+    )
+    .unwrap();
+    let e = talos::app::config::resolve(&r.raw, &mut vec![]).unwrap_err();
+    assert_eq!(e, "unknown cache type: weird");
+}
+
+#[cfg(all(feature = "cache-redis", feature = "postgres"))]
+#[tokio::test]
+async fn redis_invalidation_reaches_other_nodes_within_a_second() {
+    let addr = services::redis_url();
+    services::require_redis(&addr).await;
+    let db = services::pg::FreshDb::create().await;
+    let networks = format!(r#"{{"addrs":["{addr}"],"timeout":"500ms"}}"#);
+    let env = [
+        ("TALOS_DB_DSN", db.url.as_str()),
+        ("TALOS_CACHE_TYPE", "redis"),
+        ("TALOS_CACHE_ENABLED", "true"),
+        ("TALOS_CACHE_REDIS", networks.as_str()),
+    ];
+    let a = TestServer::start(Plane::All, &env).await;
+    let b = TestServer::start(Plane::All, &env).await;
+    let (id, secret) = a.issue("shared", "u").await;
+    // Let the Redis connections and subscriptions come up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(verify_h(&b, &secret, &[]).await.0, "MISS");
+    assert_eq!(verify_h(&b, &secret, &[]).await.0, "HIT");
+    let (c, _) = verify_h(&a, &secret, &[]).await;
+    assert_eq!(c, "HIT", "node A reads the entry B wrote to Redis");
+    a.post(
+        &format!("/v2alpha1/admin/issuedApiKeys/{id}:revoke"),
+        json!({}),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let (_, v) = verify_h(&b, &secret, &[]).await;
+        if v["error_code"] == "VERIFICATION_ERROR_REVOKED" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "B still accepts a key revoked on A after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(a);
+    drop(b);
+    db.drop_now().await;
+}
+
+#[cfg(feature = "cache-redis")]
+#[tokio::test]
+async fn redis_outage_degrades_to_the_database_and_recovers() {
+    let mut redis = PrivateRedis::start().await;
+    let cfg = format!(r#"{{"addrs":["{}"],"timeout":"300ms"}}"#, redis.addr());
+    let s = TestServer::start(
+        Plane::All,
+        &[
+            ("TALOS_CACHE_TYPE", "redis"),
+            ("TALOS_CACHE_ENABLED", "true"),
+            ("TALOS_CACHE_REDIS", &cfg),
+        ],
+    )
+    .await;
+    let (_, k1) = s.issue("one", "u").await;
+    let (_, k2) = s.issue("two", "u").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    verify_h(&s, &k1, &[]).await;
+    assert_eq!(verify_h(&s, &k1, &[]).await.0, "HIT");
+
+    redis.kill();
+    // Cached keys keep verifying (L1); uncached keys fall back to the
+    // database; nothing waits much longer than the Redis timeout.
+    for cred in [&k1, &k2, &k2] {
+        let t = Instant::now();
+        let (_, v) = verify_h(&s, cred, &[]).await;
+        assert_eq!(v["is_valid"], true, "{v}");
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "verify took {:?} with Redis down",
+            t.elapsed()
+        );
+    }
+
+    redis.restart().await;
+    // The connection manager reconnects by itself; entries go back to Redis.
+    let mut recovered = false;
+    for _ in 0..50 {
+        let probe = s.issue("probe", "u").await.1;
+        verify_h(&s, &probe, &[]).await;
+        let mut c = redis::Client::open(format!("redis://{}", redis.addr()))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("talos:*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        recovered,
+        "the cache writes to Redis again after it returns"
+    );
+}
