@@ -85,8 +85,7 @@ pub fn generate(kind: JwkKind, opts: &GenerateOptions) -> Result<Value, String> 
         return Err("--use must be sig or enc".into());
     }
     let mut jwk: Map<String, Value> = Map::new();
-    let private: &[&str];
-    match kind {
+    let private: &[&str] = match kind {
         JwkKind::Eddsa => {
             let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
             jwk.insert("kty".into(), json!("OKP"));
@@ -94,7 +93,7 @@ pub fn generate(kind: JwkKind, opts: &GenerateOptions) -> Result<Value, String> 
             jwk.insert("alg".into(), json!("EdDSA"));
             jwk.insert("x".into(), json!(b64(sk.verifying_key().as_bytes())));
             jwk.insert("d".into(), json!(b64(&sk.to_bytes())));
-            private = &["d"];
+            &["d"]
         }
         JwkKind::Rsa => {
             use rsa::traits::{PrivateKeyParts, PublicKeyParts};
@@ -120,7 +119,7 @@ pub fn generate(kind: JwkKind, opts: &GenerateOptions) -> Result<Value, String> 
                 jwk.insert("dq".into(), json!(b64(&dq.to_bytes_be())));
                 jwk.insert("qi".into(), json!(b64(&qi.to_bytes_be())));
             }
-            private = &["d", "p", "q", "dp", "dq", "qi"];
+            &["d", "p", "q", "dp", "dq", "qi"]
         }
         JwkKind::Ecdsa => {
             let (x, y, d, alg) = match opts.curve.as_str() {
@@ -161,11 +160,11 @@ pub fn generate(kind: JwkKind, opts: &GenerateOptions) -> Result<Value, String> 
             jwk.insert("x".into(), json!(b64(&x)));
             jwk.insert("y".into(), json!(b64(&y)));
             jwk.insert("d".into(), json!(b64(&d)));
-            private = &["d"];
+            &["d"]
         }
         JwkKind::Hmac => {
             let bits = opts.bits.unwrap_or(512);
-            if bits < 256 || bits % 8 != 0 {
+            if bits < 256 || !bits.is_multiple_of(8) {
                 return Err("--bits must be at least 256 and a multiple of 8 for HMAC".into());
             }
             let mut k = vec![0u8; bits / 8];
@@ -178,9 +177,9 @@ pub fn generate(kind: JwkKind, opts: &GenerateOptions) -> Result<Value, String> 
             jwk.insert("kty".into(), json!("oct"));
             jwk.insert("alg".into(), json!(alg));
             jwk.insert("k".into(), json!(b64(&k)));
-            private = &["k"];
+            &["k"]
         }
-    }
+    };
     jwk.insert("use".into(), json!(opts.usage));
     let kid = match &opts.kid {
         Some(k) if !k.is_empty() => k.clone(),

@@ -112,9 +112,9 @@ pub fn format_proto_duration(d: Duration) -> String {
     let secs = d.as_secs();
     if n == 0 {
         format!("{secs}s")
-    } else if n % 1_000_000 == 0 {
+    } else if n.is_multiple_of(1_000_000) {
         format!("{secs}.{:03}s", n / 1_000_000)
-    } else if n % 1_000 == 0 {
+    } else if n.is_multiple_of(1_000) {
         format!("{secs}.{:06}s", n / 1_000)
     } else {
         format!("{secs}.{n:09}s")

@@ -175,10 +175,7 @@ impl Macaroon {
         }
         let identifier = identifier.ok_or(MacaroonError::Malformed("missing identifier"))?;
         let mut caveats = Vec::new();
-        loop {
-            let Some((kind, data)) = r.field()? else {
-                break;
-            };
+        while let Some((kind, data)) = r.field()? {
             let cid = match kind {
                 FIELD_IDENTIFIER => data.to_vec(),
                 FIELD_LOCATION => return Err(MacaroonError::ThirdParty),

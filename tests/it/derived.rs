@@ -53,7 +53,7 @@ async fn derive(s: &TestServer, body: Value) -> (u16, Value) {
 #[tokio::test]
 async fn derive_and_verify_jwt_and_macaroon() {
     let k = key(JwkKind::Eddsa, "ed-1");
-    let url = jwks_url(&[k.clone()]);
+    let url = jwks_url(std::slice::from_ref(&k));
     let s = TestServer::start(
         Plane::All,
         &[(
@@ -268,7 +268,7 @@ async fn jwks_is_public_on_every_plane_and_rotation_keeps_old_tokens_valid() {
         Plane::All,
         &[(
             "TALOS_CREDENTIALS_DERIVED_TOKENS_JWT_SIGNING_KEYS_URLS",
-            &jwks_url(&[a.clone()]),
+            &jwks_url(std::slice::from_ref(&a)),
         )],
     )
     .await;
