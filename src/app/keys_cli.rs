@@ -1020,6 +1020,59 @@ pub struct ImportSummary {
     pub failed: usize,
 }
 
+/// Sends one chunk and returns one result per item (`index` relative to the
+/// chunk). When every item fails the server answers a single error with the
+/// dominant code, which would hide the other items' reasons; the chunk is
+/// then re-sent item by item (imports are idempotent, so nothing doubles).
+async fn send_chunk(c: &Client, chunk: &[Value]) -> CliResult<Vec<Value>> {
+    let send = |items: &[Value]| {
+        c.call(
+            reqwest::Method::POST,
+            "/v2alpha1/admin/importedApiKeys:batchCreate",
+            Some(json!({ "requests": items })),
+            &[],
+        )
+    };
+    match send(chunk).await {
+        Ok(v) => Ok(v["results"].as_array().cloned().unwrap_or_default()),
+        Err(CliError::Server { status, .. }) if status < 500 && chunk.len() > 1 => {
+            let mut out = Vec::with_capacity(chunk.len());
+            for (i, item) in chunk.iter().enumerate() {
+                let r = match send(std::slice::from_ref(item)).await {
+                    Ok(v) => {
+                        let mut r = v["results"][0].clone();
+                        r["index"] = json!(i);
+                        r
+                    }
+                    Err(CliError::Server {
+                        status,
+                        code,
+                        message,
+                    }) if status < 500 => item_error(i, &code, &message),
+                    Err(e) => return Err(e),
+                };
+                out.push(r);
+            }
+            Ok(out)
+        }
+        Err(CliError::Server {
+            status,
+            code,
+            message,
+        }) if status < 500 => Ok(vec![item_error(0, &code, &message)]),
+        Err(e) => Err(e),
+    }
+}
+
+/// A per-item result built from a whole-request error for one item.
+fn item_error(index: usize, code: &str, message: &str) -> Value {
+    let code = match code {
+        "API_KEY_EXISTS" => "BATCH_CREATE_IMPORTED_API_KEYS_ERROR_ALREADY_EXISTS",
+        other => other,
+    };
+    json!({ "index": index, "error_code": code, "error_message": message })
+}
+
 async fn batch_import(c: &Client, fmt: Format, q: bool, b: BatchImportArgs) -> CliResult<()> {
     if !(1..=1000).contains(&b.chunk_size) {
         return Err(CliError::Usage(
@@ -1080,34 +1133,8 @@ async fn batch_import(c: &Client, fmt: Format, q: bool, b: BatchImportArgs) -> C
     let mut offset = done_before;
     while offset < total {
         let end = (offset + b.chunk_size).min(total);
-        let chunk: Vec<Value> = items[offset..end].to_vec();
-        let result = c
-            .call(
-                reqwest::Method::POST,
-                "/v2alpha1/admin/importedApiKeys:batchCreate",
-                Some(json!({ "requests": chunk })),
-                &[],
-            )
-            .await;
-        let results: Vec<Value> = match result {
-            Ok(v) => v["results"].as_array().cloned().unwrap_or_default(),
-            // Every item failed: the server answers one error for the chunk.
-            Err(CliError::Server {
-                status,
-                code,
-                message,
-            }) if status < 500 => {
-                let dup = code == "API_KEY_EXISTS";
-                (offset..end)
-                    .map(|i| {
-                        json!({
-                            "index": i - offset,
-                            "error_code": if dup { "BATCH_CREATE_IMPORTED_API_KEYS_ERROR_ALREADY_EXISTS".to_string() } else { code.clone() },
-                            "error_message": message.clone(),
-                        })
-                    })
-                    .collect()
-            }
+        let results = match send_chunk(c, &items[offset..end]).await {
+            Ok(r) => r,
             Err(e) => {
                 if let Some(pb) = &bar {
                     pb.abandon();
