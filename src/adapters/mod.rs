@@ -15,6 +15,8 @@ pub mod ratelimit;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod sql;
 pub mod store;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 
 use crate::domain::rules::revocation_expiry;
 use crate::domain::{ApiKey, KeyStatus, RevocationReason, Timestamp};

@@ -175,6 +175,8 @@ pub enum ConfigAction {
     Check,
     /// List every configuration key with its environment variable.
     Keys,
+    /// Print the configuration reference (Markdown; docs/configuration.md).
+    Reference,
 }
 
 /// Entry point used by `main.rs`.
@@ -211,6 +213,12 @@ pub fn main() -> ExitCode {
             for (key, env) in config::documented_keys() {
                 println!("{key:<55} {env}");
             }
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            action: ConfigAction::Reference,
+        } => {
+            print!("{}", super::config_docs::reference_markdown());
             ExitCode::SUCCESS
         }
         Command::Config {
@@ -288,7 +296,11 @@ pub fn load_settings(
 async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> Result<(), String> {
     let dev_dir = args.dev.then_some(args.data_dir.as_path());
     let (settings, warnings) = load_settings(config_file.as_deref(), dev_dir)?;
-    wiring::init_logging(&settings.fixed.log_level, settings.fixed.log_format);
+    let telemetry = wiring::init_logging(
+        &settings.fixed.log_level,
+        settings.fixed.log_format,
+        settings.fixed.tracing.as_ref(),
+    )?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "Starting Ory Talos (talos-rs)"
@@ -308,7 +320,12 @@ async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> Result<(), Stri
         }
         Some(PlaneArg::Public) => Plane::Public,
     };
-    wiring::serve(settings, plane, wiring::shutdown_signal()).await
+    if let Some(t) = &settings.fixed.tracing {
+        tracing::info!(endpoint = %t.endpoint, sample_rate = t.sample_rate, service_name = %t.service_name, "OpenTelemetry tracing enabled");
+    }
+    let result = wiring::serve(settings, plane, wiring::shutdown_signal()).await;
+    telemetry.shutdown().await;
+    result
 }
 
 async fn migrate(config_file: Option<PathBuf>, action: MigrateAction) -> Result<(), String> {
@@ -390,7 +407,7 @@ fn listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
 #[cfg(feature = "proxy")]
 async fn proxy(args: ProxyArgs) -> Result<(), String> {
     use crate::adapters::proxy::{self, Proxy, ProxyOptions};
-    wiring::init_logging("info", config::LogFormat::Json);
+    let _telemetry = wiring::init_logging("info", config::LogFormat::Json, None)?;
     let cache_ttl = crate::domain::duration::parse_go_duration(&args.cache_ttl)
         .map_err(|e| format!("--cache-ttl: {e}"))?;
     let allowed_hosts = args

@@ -578,7 +578,11 @@ fn env_overrides(
     let mut out = Map::new();
     let mut warnings = Vec::new();
     let mut all: Vec<(&str, KeyType, bool)> = KNOWN_KEYS.to_vec();
-    all.extend(KNOWN_OBJECT_LEAVES.iter().map(|(p, t)| (*p, *t, false)));
+    all.extend(
+        KNOWN_OBJECT_LEAVES
+            .iter()
+            .map(|(p, t)| (*p, *t, *p == SECRET_OBJECT_LEAF)),
+    );
     for (name, value) in vars {
         if !name.starts_with("TALOS_") {
             continue;
@@ -748,6 +752,161 @@ pub enum ClientIpSource {
     TrueClientIp,
 }
 
+/// The resolved `serve.http.cors` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsSettings {
+    /// Exact origins, `*`, or patterns with one `*` (e.g. `https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_secs: u64,
+}
+
+/// Reads `serve.http.cors`; `None` unless `enabled` is true.
+pub fn resolve_cors(raw: &Value) -> Result<Option<CorsSettings>, String> {
+    if raw.get("enabled").and_then(Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    let list = |k: &str, default: &[&str]| -> Result<Vec<String>, String> {
+        match raw.get(k) {
+            None | Some(Value::Null) => Ok(default.iter().map(|s| s.to_string()).collect()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| s.trim().to_string())
+                        .ok_or_else(|| format!("serve.http.cors.{k}: every entry must be a non-empty string"))
+                })
+                .collect(),
+            Some(_) => Err(format!("serve.http.cors.{k} must be a list of strings")),
+        }
+    };
+    let allowed_origins = list("allowed_origins", &["*"])?;
+    for o in &allowed_origins {
+        if o.matches('*').count() > 1 {
+            return Err(format!(
+                "serve.http.cors.allowed_origins: '{o}' has more than one wildcard"
+            ));
+        }
+    }
+    const METHODS: &[&str] = &[
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH", "OPTIONS",
+    ];
+    let allowed_methods = list("allowed_methods", &["GET", "POST", "PUT", "PATCH", "DELETE"])?;
+    if let Some(m) = allowed_methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+        return Err(format!(
+            "serve.http.cors.allowed_methods: '{m}' is not an HTTP method"
+        ));
+    }
+    let allowed_headers = list("allowed_headers", &["Authorization", "Content-Type"])?;
+    let exposed_headers = list("exposed_headers", &["Content-Type"])?;
+    for h in allowed_headers.iter().chain(&exposed_headers) {
+        if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            return Err(format!("serve.http.cors: '{h}' is not a valid header name"));
+        }
+    }
+    let allow_credentials = raw
+        .get("allow_credentials")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if allow_credentials && allowed_origins.iter().any(|o| o == "*") {
+        return Err("serve.http.cors: allow_credentials cannot be combined with the origin '*'; list the origins".into());
+    }
+    let max_age_secs = match raw.get("max_age") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .ok_or("serve.http.cors.max_age must be a whole number of seconds")?,
+    };
+    Ok(Some(CorsSettings {
+        allowed_origins,
+        allowed_methods,
+        allowed_headers,
+        exposed_headers,
+        allow_credentials,
+        max_age_secs,
+    }))
+}
+
+/// The resolved `tracing` block: OTLP/gRPC export of request spans.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingSettings {
+    pub service_name: String,
+    pub service_version: String,
+    pub environment: String,
+    /// OTLP gRPC endpoint, e.g. `http://otel-collector:4317` (insecure transport).
+    pub endpoint: String,
+    /// Head sampling ratio for root spans (0–1); an incoming sampled
+    /// `traceparent` is always followed.
+    pub sample_rate: f64,
+}
+
+/// Reads the `tracing` block. `Ok(None)` when disabled, or when this build
+/// has no `otel` feature (then with a one-line warning).
+pub fn resolve_tracing(
+    raw: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Option<TracingSettings>, String> {
+    let field = |k: &str| raw.get(k).filter(|v| !v.is_null());
+    let text = |k: &str, default: &str| -> Result<String, String> {
+        match field(k) {
+            None => Ok(default.to_string()),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            Some(Value::String(_)) => Ok(default.to_string()),
+            Some(other) => Err(format!("tracing.{k}: expected a string, got {other}")),
+        }
+    };
+    let enabled = match field("enabled") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(format!("tracing.enabled: expected true or false, got {other}")),
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    if !cfg!(feature = "otel") {
+        warnings.push("tracing.enabled is ignored: OpenTelemetry tracing is not compiled into this build; rebuild with --features otel".into());
+        return Ok(None);
+    }
+    let exporter = text("exporter", "")?;
+    if exporter != "otlp" {
+        return Err(format!(
+            "tracing.exporter: '{exporter}' is not supported; the only exporter is 'otlp'"
+        ));
+    }
+    let endpoint = text("endpoint", "")?;
+    if endpoint.is_empty() {
+        return Err("tracing.endpoint is required when tracing.enabled is true (an OTLP gRPC address such as http://localhost:4317)".into());
+    }
+    let endpoint = if endpoint.contains("://") {
+        endpoint
+    } else {
+        format!("http://{endpoint}")
+    };
+    if !endpoint.starts_with("http://") {
+        return Err(format!(
+            "tracing.endpoint: '{endpoint}' must be http:// (OTLP gRPC over an insecure transport)"
+        ));
+    }
+    let sample_rate = match field("sample_rate") {
+        None => 0.001,
+        Some(v) => v
+            .as_f64()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| format!("tracing.sample_rate: {v} is not a number between 0 and 1"))?,
+    };
+    Ok(Some(TracingSettings {
+        service_name: text("service_name", "talos")?,
+        service_version: text("service_version", "0.0.0")?,
+        environment: text("environment", "development")?,
+        endpoint,
+        sample_rate,
+    }))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -817,6 +976,14 @@ fn resolve_cache(raw: &RawCache) -> Result<CacheKind, String> {
             {
                 return Err("cache.redis.addrs must be a non-empty list of host:port".into());
             }
+            if r
+                .get("tls")
+                .and_then(|t| t.get("enabled"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                return Err("cache.redis.tls.enabled: TLS to Redis is not supported yet; use a local TLS tunnel (e.g. stunnel) or a private network".into());
+            }
             let timeout = match obj_get(r, "timeout").and_then(Value::as_str) {
                 None => Duration::from_secs(3),
                 Some(t) => duration("cache.redis.timeout", t)?,
@@ -855,6 +1022,9 @@ pub struct StaticSettings {
     pub rate_limit_backend: RateLimitBackend,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// OpenTelemetry export; `None` when off or not compiled in.
+    pub tracing: Option<TracingSettings>,
+    pub cors: Option<CorsSettings>,
     pub tenancy: TenancyMode,
     pub last_used_queue: usize,
     pub last_used_flush_size: usize,
@@ -1207,6 +1377,7 @@ pub fn resolve(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Settings, 
         }
     };
 
+    let tracing = resolve_tracing(&raw.tracing, warnings)?;
     if raw.multitenancy.enabled && !cfg!(feature = "multitenancy") {
         warnings.push("multitenancy.enabled is ignored: multitenancy is not compiled into this build; rebuild with --features multitenancy".into());
     }
@@ -1251,6 +1422,8 @@ pub fn resolve(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Settings, 
         rate_limit_backend,
         log_level,
         log_format,
+        tracing,
+        cors: resolve_cors(&raw.serve.http.cors)?,
         tenancy,
         last_used_queue: raw.last_used.queue_size.clamp(256, 1_000_000),
         last_used_flush_size: raw.last_used.flush_size.clamp(1, 10_000),
@@ -1326,6 +1499,26 @@ pub fn default_dev_dir() -> PathBuf {
 
 /// Every configuration key with its environment variable, for docs and
 /// `talos config keys`.
+/// The one secret among the free-form objects' leaves.
+const SECRET_OBJECT_LEAF: &str = "cache.redis.password";
+
+/// Whether a key carries a secret (and so also accepts `TALOS_…_FILE`).
+pub fn is_secret_key(path: &str) -> bool {
+    KNOWN_KEYS.iter().any(|(p, _, secret)| *p == path && *secret) || path == SECRET_OBJECT_LEAF
+}
+
+/// Every leaf key the loader accepts (objects are listed by their leaves).
+pub fn leaf_keys() -> Vec<&'static str> {
+    let mut seen = BTreeSet::new();
+    KNOWN_KEYS
+        .iter()
+        .filter(|(_, t, _)| !matches!(t, KeyType::Object))
+        .map(|(p, _, _)| *p)
+        .chain(KNOWN_OBJECT_LEAVES.iter().map(|(p, _)| *p))
+        .filter(|p| seen.insert(*p))
+        .collect()
+}
+
 pub fn documented_keys() -> Vec<(String, String)> {
     let mut seen = BTreeSet::new();
     KNOWN_KEYS
@@ -1513,5 +1706,96 @@ mod tests {
         let dbg = format!("{s:?}");
         assert!(!dbg.contains(SECRET));
         assert!(!dbg.contains("topsecretpw"));
+    }
+
+    fn with(extra: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut vars = base_env();
+        vars.extend(env(extra));
+        resolve_env(vars)
+    }
+
+    #[test]
+    fn tracing_block_is_validated() {
+        assert_eq!(with(&[]).unwrap().fixed.tracing, None);
+        let on = [
+            ("TALOS_TRACING_ENABLED", "true"),
+            ("TALOS_TRACING_EXPORTER", "otlp"),
+            ("TALOS_TRACING_ENDPOINT", "collector:4317"),
+        ];
+        let t = with(&on).map(|s| s.fixed.tracing);
+        if cfg!(feature = "otel") {
+            let t = t.unwrap().expect("enabled");
+            assert_eq!(t.endpoint, "http://collector:4317");
+            assert_eq!(t.sample_rate, 0.001);
+            assert_eq!(t.service_name, "talos");
+            let err = with(&[on[0], ("TALOS_TRACING_EXPORTER", "zipkin"), on[2]]).unwrap_err();
+            assert!(err.contains("tracing.exporter") && err.contains("otlp"), "{err}");
+            let err = with(&[on[0], on[1]]).unwrap_err();
+            assert!(err.contains("tracing.endpoint is required"), "{err}");
+            let err = with(&[on[0], on[1], on[2], ("TALOS_TRACING_SAMPLE_RATE", "1.5")]).unwrap_err();
+            assert!(err.contains("tracing.sample_rate"), "{err}");
+        } else {
+            // OSS: parsed but inert, with a warning naming the feature.
+            assert_eq!(t.unwrap(), None);
+            let loaded = load(None, base_env().into_iter().chain(env(&on)).collect()).unwrap();
+            let mut w = loaded.warnings;
+            resolve(&loaded.raw, &mut w).unwrap();
+            assert!(w.iter().any(|w| w.contains("--features otel")), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn cors_block_is_validated() {
+        assert_eq!(with(&[]).unwrap().fixed.cors, None);
+        let c = with(&[("TALOS_SERVE_HTTP_CORS_ENABLED", "true")])
+            .unwrap()
+            .fixed
+            .cors
+            .unwrap();
+        assert_eq!(c.allowed_origins, vec!["*"]);
+        assert_eq!(c.allowed_methods.len(), 5);
+        let err = with(&[
+            ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
+            ("TALOS_SERVE_HTTP_CORS_ALLOW_CREDENTIALS", "true"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("allow_credentials"), "{err}");
+        let err = with(&[
+            ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
+            ("TALOS_SERVE_HTTP_CORS_ALLOWED_ORIGINS", "https://*.*.example.com"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("more than one wildcard"), "{err}");
+        let err = with(&[
+            ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
+            ("TALOS_SERVE_HTTP_CORS_ALLOWED_METHODS", "GET,FETCH"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("FETCH"), "{err}");
+    }
+
+    #[test]
+    fn redis_password_accepts_a_file_and_tls_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret-redis\n").unwrap();
+        let loaded = load(
+            None,
+            base_env()
+                .into_iter()
+                .chain(env(&[("TALOS_CACHE_REDIS_PASSWORD_FILE", pw.to_str().unwrap())]))
+                .collect(),
+        )
+        .unwrap();
+        assert_eq!(loaded.raw.cache.redis["password"], "s3cret-redis");
+        if cfg!(feature = "cache-redis") {
+            let err = with(&[
+                ("TALOS_CACHE_TYPE", "redis"),
+                ("TALOS_CACHE_REDIS_ADDRS", "127.0.0.1:6379"),
+                ("TALOS_CACHE_REDIS_TLS_ENABLED", "true"),
+            ])
+            .unwrap_err();
+            assert!(err.contains("cache.redis.tls.enabled"), "{err}");
+        }
     }
 }

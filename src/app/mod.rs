@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_docs;
 pub mod derive;
 pub mod error;
 pub mod keys_cli;

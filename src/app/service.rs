@@ -266,6 +266,7 @@ pub struct App {
     limiter: Option<Arc<dyn RateLimiter>>,
     metrics: Arc<Metrics>,
     signing: Arc<super::derive::SigningKeysHandle>,
+    failure_events: std::sync::Mutex<crate::domain::audit::EventThrottle>,
 }
 
 impl App {
@@ -285,6 +286,7 @@ impl App {
             limiter: None,
             metrics: Arc::new(Metrics::default()),
             signing: Arc::new(arc_swap::ArcSwapOption::empty()),
+            failure_events: Default::default(),
         }
     }
 
@@ -568,14 +570,16 @@ impl App {
             .iter()
             .filter(|i| matches!(i, BatchItem::Imported(_)))
             .count();
-        for item in &items {
+        for (index, item) in items.iter().enumerate() {
             match item {
                 BatchItem::Imported(_) => self.metrics.batch_import("SUCCESS", 1),
-                BatchItem::Failed(code, _) => self.metrics.batch_import(
-                    code.as_str()
-                        .trim_start_matches("BATCH_CREATE_IMPORTED_API_KEYS_ERROR_"),
-                    1,
-                ),
+                BatchItem::Failed(code, reason) => {
+                    let short = code
+                        .as_str()
+                        .trim_start_matches("BATCH_CREATE_IMPORTED_API_KEYS_ERROR_");
+                    self.metrics.batch_import(short, 1);
+                    tracing::info!(event = "APIKeyImportFailed", nid = %nid, key_type = "imported", index, error_code = code.as_str(), reason = %reason, "imported key rejected");
+                }
             }
         }
         for _ in 0..ok {
@@ -1026,8 +1030,16 @@ impl App {
             CacheStatus::Miss => self.metrics.cache_result("miss"),
             CacheStatus::Skip => {}
         }
-        if outcome.result.is_err() {
-            tracing::debug!(event = "APIKeyVerificationFailed", nid = %ctx.nid, credential_type = label, "verification failed");
+        if let Err(failure) = &outcome.result {
+            let now = self.now();
+            let emit = self
+                .failure_events
+                .lock()
+                .map(|mut t| t.allow(ctx.nid, now))
+                .unwrap_or(false);
+            if emit {
+                tracing::info!(event = "APIKeyVerificationFailed", nid = %ctx.nid, credential_type = label, reason = failure.code.as_str(), "verification failed");
+            }
         }
         outcome
     }

@@ -15,20 +15,67 @@ use crate::adapters::http::{self, HttpOptions, Plane};
 use crate::adapters::store::open_store;
 use crate::ports::{Clock, KeyCache, KeyStore, SystemClock};
 
-/// Installs the global tracing subscriber: JSON (default) or text to
-/// stderr, level from config unless `RUST_LOG` is set.
-pub fn init_logging(level: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Flushes exported spans when dropped via [`TelemetryGuard::shutdown`].
+pub struct TelemetryGuard {
+    #[cfg(feature = "otel")]
+    inner: Option<crate::adapters::telemetry::TelemetryGuard>,
+}
+
+impl TelemetryGuard {
+    /// Flushes buffered spans (blocking; runs on a blocking thread).
+    pub async fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(g) = self.inner {
+            let _ = tokio::task::spawn_blocking(move || g.shutdown()).await;
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: JSON (default) or text log lines
+/// to stderr, level from config unless `RUST_LOG` is set; and, when the
+/// `tracing` block enables it, the OpenTelemetry exporter (its own filter:
+/// this crate's spans and events at info and above).
+pub fn init_logging(
+    level: &str,
+    format: LogFormat,
+    tracing_settings: Option<&super::config::TracingSettings>,
+) -> Result<TelemetryGuard, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,hyper=warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
+    let mut layers = vec![fmt];
+    let guard = TelemetryGuard {
+        #[cfg(feature = "otel")]
+        inner: match tracing_settings {
+            Some(t) => {
+                let (otel, guard) = crate::adapters::telemetry::otel_layer::<Registry>(t)?;
+                let only_ours = tracing_subscriber::filter::Targets::new()
+                    .with_target("talos", tracing::Level::INFO);
+                layers.push(otel.with_filter(only_ours).boxed());
+                Some(guard)
+            }
+            None => None,
+        },
+    };
+    #[cfg(not(feature = "otel"))]
+    let _ = tracing_settings;
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(guard)
 }
 
 /// Picks the cache adapter. A cache this build was compiled without is a
@@ -121,6 +168,15 @@ pub async fn build(settings: &Settings) -> Result<Running, String> {
         tracing::warn!("cache.enabled is true but cache.type is noop: nothing will be cached");
     }
     let store = open_store(&fixed.store).await.map_err(|e| e.to_string())?;
+    #[cfg(feature = "otel")]
+    let (store, cache) = if fixed.tracing.is_some() {
+        (
+            crate::adapters::telemetry::TracedStore::wrap(store),
+            crate::adapters::telemetry::TracedCache::wrap(cache),
+        )
+    } else {
+        (store, cache)
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     store
         .ensure_network(crate::domain::NetworkId::NIL, clock.now())
@@ -180,6 +236,8 @@ pub fn http_options(fixed: &StaticSettings) -> HttpOptions {
         client_ip_source: fixed.client_ip_source,
         max_body_bytes: fixed.max_body_bytes,
         exclude_health_logs: fixed.exclude_health_logs,
+        tracing: fixed.tracing.is_some(),
+        cors: fixed.cors.clone(),
     }
 }
 

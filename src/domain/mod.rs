@@ -5,6 +5,7 @@
 //! time are passed in by callers so every function here is deterministic.
 
 pub mod access;
+pub mod audit;
 pub mod credential;
 pub mod derived;
 pub mod duration;

@@ -10,6 +10,7 @@ use talos::domain::{
 };
 use talos::ports::{BatchInsertOutcome, StoreError};
 
+use crate::isolation::tenant_isolation_random_ops;
 use crate::support::*;
 
 macro_rules! cases {
@@ -39,6 +40,7 @@ cases![
     count_active_with_cap,
     touch_last_used_debounce,
     tenant_isolation,
+    tenant_isolation_random_ops,
     ensure_network_is_idempotent,
     ping_and_migrations,
 ];

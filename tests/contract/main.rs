@@ -15,6 +15,7 @@
 )]
 
 mod cases;
+mod isolation;
 mod migrations;
 mod support;
 

@@ -654,3 +654,70 @@ async fn public_keys_need_a_public_prefix_and_cannot_self_revoke() {
         .await;
     assert_error(st, &e, 403, "PERMISSION_DENIED", "FORBIDDEN");
 }
+
+#[tokio::test]
+async fn cors_answers_configured_origins_only() {
+    let s = TestServer::start(
+        Plane::All,
+        &[
+            ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
+            (
+                "TALOS_SERVE_HTTP_CORS_ALLOWED_ORIGINS",
+                "https://*.example.com,https://app.test",
+            ),
+            ("TALOS_SERVE_HTTP_CORS_MAX_AGE", "600"),
+        ],
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        s.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v2alpha1/admin/apiKeys:verify", s.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://console.example.com").await.unwrap();
+    let h = ok.headers();
+    assert_eq!(
+        h.get("access-control-allow-origin").unwrap(),
+        "https://console.example.com"
+    );
+    assert!(h
+        .get("access-control-allow-methods")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert_eq!(h.get("access-control-max-age").unwrap(), "600");
+    let denied = preflight("https://evil.test").await.unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+
+    // A simple request from an allowed origin carries the header too.
+    let r = s
+        .client
+        .post(format!("{}/v2alpha1/admin/apiKeys:verify", s.base))
+        .header("origin", "https://app.test")
+        .json(&json!({"credential": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), "https://app.test");
+    s.stop().await;
+
+    // Off by default: no CORS headers at all.
+    let plain = TestServer::start(Plane::All, &[]).await;
+    let r = plain
+        .client
+        .post(format!("{}/v2alpha1/admin/apiKeys:verify", plain.base))
+        .header("origin", "https://app.test")
+        .json(&json!({"credential": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    plain.stop().await;
+}

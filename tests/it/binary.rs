@@ -12,13 +12,13 @@ use crate::SECRET;
 
 const BIN: &str = env!("CARGO_BIN_EXE_talos");
 
-struct Proc {
-    child: Child,
-    base: String,
-    ops: String,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) ops: String,
 }
 
-fn spawn(dir: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
+pub(crate) fn spawn(dir: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
     let (port, ops) = (free_port(), free_port());
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
@@ -45,7 +45,7 @@ fn spawn(dir: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
     }
 }
 
-async fn wait_ready(p: &Proc) {
+pub(crate) async fn wait_ready(p: &Proc) {
     let c = reqwest::Client::new();
     for _ in 0..300 {
         if c.get(format!("{}/health/ready", p.ops))
@@ -60,7 +60,7 @@ async fn wait_ready(p: &Proc) {
     panic!("server did not become ready");
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -69,7 +69,7 @@ fn sigterm(child: &Child) {
     assert!(ok);
 }
 
-fn stderr_of(mut child: Child) -> (std::process::ExitStatus, String) {
+pub(crate) fn stderr_of(mut child: Child) -> (std::process::ExitStatus, String) {
     let status = child.wait().unwrap();
     let mut err = String::new();
     child

@@ -6,7 +6,12 @@ mod bad_input;
 mod binary;
 mod cache;
 mod derived;
+#[cfg(feature = "postgres")]
+mod faults;
+mod helm;
 mod limits;
+#[cfg(feature = "otel")]
+mod otel;
 mod planes;
 #[cfg(feature = "proxy")]
 mod proxy;

@@ -139,3 +139,90 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// What a [`CutProxy`] does with connections while cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Accept and close at once (a refused/reset connection).
+    Refuse,
+    /// Accept and never answer (a network black hole: only timeouts help).
+    Blackhole,
+}
+
+/// A TCP proxy on loopback between the server and a real service, which a
+/// test can cut (dropping every live connection) and restore.
+pub struct CutProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+struct ProxyState {
+    cut: Option<Cut>,
+    live: Vec<tokio::task::JoinHandle<()>>,
+    held: Vec<tokio::net::TcpStream>,
+}
+
+impl CutProxy {
+    pub async fn start(target: &str) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState {
+            cut: None,
+            live: Vec::new(),
+            held: Vec::new(),
+        }));
+        let st = state.clone();
+        let target = target.to_string();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let cut = st.lock().unwrap().cut;
+                match cut {
+                    Some(Cut::Refuse) => drop(inbound),
+                    Some(Cut::Blackhole) => st.lock().unwrap().held.push(inbound),
+                    None => {
+                        let target = target.clone();
+                        let task = tokio::spawn(async move {
+                            if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            }
+                        });
+                        st.lock().unwrap().live.push(task);
+                    }
+                }
+            }
+        });
+        CutProxy {
+            port,
+            state,
+            accept,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every live connection; new ones get `how`.
+    pub fn cut(&self, how: Cut) {
+        let mut st = self.state.lock().unwrap();
+        st.cut = Some(how);
+        for t in st.live.drain(..) {
+            t.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.cut = None;
+        st.held.clear();
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut(Cut::Refuse);
+    }
+}

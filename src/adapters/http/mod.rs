@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use crate::app::config::ClientIpSource;
+use crate::app::config::{ClientIpSource, CorsSettings};
 use crate::app::service::RequestCtx;
 use crate::app::{App, AppError, ErrorKind};
 use crate::domain::tenancy::{resolve_network, TenancyMode};
@@ -50,6 +50,10 @@ pub struct HttpOptions {
     pub client_ip_source: ClientIpSource,
     pub max_body_bytes: usize,
     pub exclude_health_logs: bool,
+    /// One OpenTelemetry server span per request (feature `otel`).
+    pub tracing: bool,
+    /// Browser access (`serve.http.cors`); `None` answers no CORS headers.
+    pub cors: Option<CorsSettings>,
 }
 
 impl Default for HttpOptions {
@@ -60,6 +64,8 @@ impl Default for HttpOptions {
             client_ip_source: ClientIpSource::RemoteAddr,
             max_body_bytes: 8 * 1024 * 1024,
             exclude_health_logs: false,
+            tracing: false,
+            cors: None,
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct HttpState {
 /// The API router for a plane (main listener, 4420).
 pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
     let body_limit = opts.max_body_bytes;
+    let tracing = opts.tracing;
+    let cors = opts.cors.as_ref().map(cors_layer);
     let state = Arc::new(HttpState { app, opts });
     let mut api = Router::new();
     if plane.admin() {
@@ -123,7 +131,7 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
         request_context,
     ));
 
-    Router::new()
+    let router = Router::new()
         .merge(api)
         .route("/v2alpha1/derivedKeys/jwks.json", get(handlers::jwks))
         .route("/health/alive", get(handlers::alive))
@@ -136,8 +144,66 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
         .layer(middleware::from_fn(body_limit_envelope))
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .layer(middleware::from_fn(request_id));
+    let router = match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    #[cfg(feature = "otel")]
+    let router = if tracing {
+        router.layer(middleware::from_fn(crate::adapters::telemetry::trace_request))
+    } else {
+        router
+    };
+    #[cfg(not(feature = "otel"))]
+    let _ = tracing;
+    router.with_state(state)
+}
+
+/// Whether `origin` matches a configured pattern (`*`, exact, or one `*`
+/// standing for any run of characters).
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern.eq_ignore_ascii_case(origin),
+        Some((pre, post)) => {
+            origin.len() >= pre.len() + post.len()
+                && origin[..pre.len()].eq_ignore_ascii_case(pre)
+                && origin[origin.len() - post.len()..].eq_ignore_ascii_case(post)
+        }
+    }
+}
+
+fn cors_layer(c: &CorsSettings) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = c.allowed_origins.clone();
+    let any = origins.iter().any(|o| o == "*");
+    let allow_origin = if any {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| origins.iter().any(|p| origin_matches(p, o)))
+        })
+    };
+    let parse = |names: &[String]| -> Vec<HeaderName> {
+        names
+            .iter()
+            .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect()
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods(
+            c.allowed_methods
+                .iter()
+                .filter_map(|m| m.parse::<axum::http::Method>().ok())
+                .collect::<Vec<_>>(),
+        )
+        .allow_headers(parse(&c.allowed_headers))
+        .expose_headers(parse(&c.exposed_headers))
+        .allow_credentials(c.allow_credentials)
+        .max_age(std::time::Duration::from_secs(c.max_age_secs))
 }
 
 /// The health/metrics router (4422): health only, ready without details.
@@ -208,6 +274,8 @@ async fn request_context(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let client_ip = client_ip(s.opts.client_ip_source, req.headers(), peer);
+    #[cfg(feature = "otel")]
+    crate::adapters::telemetry::record_nid(nid);
     let mut ctx = RequestCtx::new(nid);
     ctx.client_ip = client_ip;
     req.extensions_mut().insert(ctx);

@@ -1,0 +1,138 @@
+//! Fault injection: the database goes away under a running server (a TCP
+//! proxy between them is cut), then comes back. Cached keys keep verifying,
+//! misses answer a clear error within the configured timeouts, readiness
+//! reports the outage, and the server recovers without a restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use talos::adapters::http::Plane;
+
+use crate::services::pg::FreshDb;
+use crate::services::{Cut, CutProxy};
+use crate::TestServer;
+
+async fn verify(s: &TestServer, cred: &str) -> (String, serde_json::Value) {
+    let r = s
+        .client
+        .post(format!("{}/v2alpha1/admin/apiKeys:verify", s.base))
+        .json(&json!({ "credential": cred }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "verify always answers 200");
+    let cache = r
+        .headers()
+        .get("ory-talos-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (cache, r.json().await.unwrap())
+}
+
+async fn ready(s: &TestServer) -> u16 {
+    s.client
+        .get(format!("{}/health/ready", s.ops))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Bound for any single request during the outage: the configured 1 s
+/// connect/acquire timeouts plus generous slack for a loaded CI machine.
+/// This guards against hangs; it is not a performance assertion.
+const HANG: Duration = Duration::from_secs(10);
+
+async fn outage_and_recovery(how: Cut) {
+    let db = FreshDb::create().await;
+    let proxy = CutProxy::start("127.0.0.1:5432").await;
+    let dsn = db.url.replace("127.0.0.1:5432", &proxy.addr());
+    let s = TestServer::start(
+        Plane::All,
+        &[
+            ("TALOS_DB_DSN", &dsn),
+            ("TALOS_DB_CONNECT_TIMEOUT", "1s"),
+            ("TALOS_DB_ACQUIRE_TIMEOUT", "1s"),
+            ("TALOS_DB_STATEMENT_TIMEOUT", "2s"),
+            ("TALOS_CACHE_TYPE", "memory"),
+            ("TALOS_CACHE_ENABLED", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(ready(&s).await, 200);
+    let (_, cached) = s.issue("cached", "u").await;
+    let (_, uncached) = s.issue("uncached", "u").await;
+    verify(&s, &cached).await;
+    assert_eq!(verify(&s, &cached).await.0, "HIT");
+
+    proxy.cut(how);
+
+    // A cached key keeps verifying with the database gone.
+    let t = Instant::now();
+    let (cache, v) = verify(&s, &cached).await;
+    assert_eq!((cache.as_str(), v["is_valid"].as_bool()), ("HIT", Some(true)), "{v}");
+    assert!(t.elapsed() < HANG);
+
+    // A miss gets a clear internal error, not a hang and not "not found".
+    let t = Instant::now();
+    let (_, v) = verify(&s, &uncached).await;
+    assert_eq!(v["is_valid"], false, "{v}");
+    assert_eq!(v["error_code"], "VERIFICATION_ERROR_INTERNAL", "{v}");
+    assert!(t.elapsed() < HANG, "verify took {:?}", t.elapsed());
+
+    // Writes fail with 503/504 in the error envelope.
+    let t = Instant::now();
+    let (st, body) = s
+        .post(
+            "/v2alpha1/admin/issuedApiKeys",
+            json!({"name": "during-outage", "actor_id": "u"}),
+        )
+        .await;
+    assert!(st == 503 || st == 504, "{st} {body}");
+    assert_eq!(body["error"]["code"], st, "{body}");
+    assert!(t.elapsed() < HANG, "issue took {:?}", t.elapsed());
+
+    assert_eq!(ready(&s).await, 503, "readiness reports the outage");
+
+    proxy.restore();
+    let t = Instant::now();
+    while ready(&s).await != 200 {
+        assert!(t.elapsed() < Duration::from_secs(30), "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, v) = verify(&s, &uncached).await;
+    assert_eq!(v["is_valid"], true, "recovered without a restart: {v}");
+    let (st, body) = s
+        .post(
+            "/v2alpha1/admin/issuedApiKeys",
+            json!({"name": "after", "actor_id": "u"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // Nothing half-written: the failed issue left no row.
+    let (st, list) = s
+        .get("/v2alpha1/admin/issuedApiKeys?page_size=50")
+        .await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = list["issued_api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"during-outage"), "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
+    s.stop().await;
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn database_refusing_connections() {
+    outage_and_recovery(Cut::Refuse).await;
+}
+
+#[tokio::test]
+async fn database_black_holed() {
+    outage_and_recovery(Cut::Blackhole).await;
+}
