@@ -225,8 +225,16 @@ impl KeyStore for TracedStore {
         kind: KeyKind,
         key_ids: &[String],
     ) -> Result<Vec<ApiKey>, StoreError> {
-        let span = store_span!(self, "store.get_many", key_type = kind_label(kind), count = key_ids.len());
-        self.inner.get_many(nid, kind, key_ids).instrument(span).await
+        let span = store_span!(
+            self,
+            "store.get_many",
+            key_type = kind_label(kind),
+            count = key_ids.len()
+        );
+        self.inner
+            .get_many(nid, kind, key_ids)
+            .instrument(span)
+            .await
     }
     async fn get_by_request_id(
         &self,
@@ -296,7 +304,10 @@ impl KeyStore for TracedStore {
         keys: &[ApiKey],
     ) -> Result<Vec<BatchInsertOutcome>, StoreError> {
         let span = store_span!(self, "store.batch_insert_imported", count = keys.len());
-        self.inner.batch_insert_imported(keys).instrument(span).await
+        self.inner
+            .batch_insert_imported(keys)
+            .instrument(span)
+            .await
     }
     async fn count_active(&self, nid: NetworkId, cap: u64) -> Result<u64, StoreError> {
         let span = store_span!(self, "store.count_active");
@@ -355,11 +366,13 @@ impl KeyCache for TracedCache {
         out
     }
     async fn put(&self, key: &ApiKey, ttl: Duration) -> Result<(), CacheError> {
-        let span = info_span!(target: "talos::cache", "cache.put", cache.system = self.inner.name());
+        let span =
+            info_span!(target: "talos::cache", "cache.put", cache.system = self.inner.name());
         self.inner.put(key, ttl).instrument(span).await
     }
     async fn evict(&self, nid: NetworkId, key_id: &str) -> Result<(), CacheError> {
-        let span = info_span!(target: "talos::cache", "cache.evict", cache.system = self.inner.name());
+        let span =
+            info_span!(target: "talos::cache", "cache.evict", cache.system = self.inner.name());
         self.inner.evict(nid, key_id).instrument(span).await
     }
     fn name(&self) -> &'static str {

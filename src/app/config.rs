@@ -778,7 +778,9 @@ pub fn resolve_cors(raw: &Value) -> Result<Option<CorsSettings>, String> {
                     v.as_str()
                         .filter(|s| !s.trim().is_empty())
                         .map(|s| s.trim().to_string())
-                        .ok_or_else(|| format!("serve.http.cors.{k}: every entry must be a non-empty string"))
+                        .ok_or_else(|| {
+                            format!("serve.http.cors.{k}: every entry must be a non-empty string")
+                        })
                 })
                 .collect(),
             Some(_) => Err(format!("serve.http.cors.{k} must be a list of strings")),
@@ -795,8 +797,14 @@ pub fn resolve_cors(raw: &Value) -> Result<Option<CorsSettings>, String> {
     const METHODS: &[&str] = &[
         "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH", "OPTIONS",
     ];
-    let allowed_methods = list("allowed_methods", &["GET", "POST", "PUT", "PATCH", "DELETE"])?;
-    if let Some(m) = allowed_methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+    let allowed_methods = list(
+        "allowed_methods",
+        &["GET", "POST", "PUT", "PATCH", "DELETE"],
+    )?;
+    if let Some(m) = allowed_methods
+        .iter()
+        .find(|m| !METHODS.contains(&m.as_str()))
+    {
         return Err(format!(
             "serve.http.cors.allowed_methods: '{m}' is not an HTTP method"
         ));
@@ -862,7 +870,11 @@ pub fn resolve_tracing(
     let enabled = match field("enabled") {
         None => false,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(format!("tracing.enabled: expected true or false, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "tracing.enabled: expected true or false, got {other}"
+            ))
+        }
     };
     if !enabled {
         return Ok(None);
@@ -976,8 +988,7 @@ fn resolve_cache(raw: &RawCache) -> Result<CacheKind, String> {
             {
                 return Err("cache.redis.addrs must be a non-empty list of host:port".into());
             }
-            if r
-                .get("tls")
+            if r.get("tls")
                 .and_then(|t| t.get("enabled"))
                 .and_then(Value::as_bool)
                 == Some(true)
@@ -1504,7 +1515,10 @@ const SECRET_OBJECT_LEAF: &str = "cache.redis.password";
 
 /// Whether a key carries a secret (and so also accepts `TALOS_…_FILE`).
 pub fn is_secret_key(path: &str) -> bool {
-    KNOWN_KEYS.iter().any(|(p, _, secret)| *p == path && *secret) || path == SECRET_OBJECT_LEAF
+    KNOWN_KEYS
+        .iter()
+        .any(|(p, _, secret)| *p == path && *secret)
+        || path == SECRET_OBJECT_LEAF
 }
 
 /// Every leaf key the loader accepts (objects are listed by their leaves).
@@ -1729,15 +1743,23 @@ mod tests {
             assert_eq!(t.sample_rate, 0.001);
             assert_eq!(t.service_name, "talos");
             let err = with(&[on[0], ("TALOS_TRACING_EXPORTER", "zipkin"), on[2]]).unwrap_err();
-            assert!(err.contains("tracing.exporter") && err.contains("otlp"), "{err}");
+            assert!(
+                err.contains("tracing.exporter") && err.contains("otlp"),
+                "{err}"
+            );
             let err = with(&[on[0], on[1]]).unwrap_err();
             assert!(err.contains("tracing.endpoint is required"), "{err}");
-            let err = with(&[on[0], on[1], on[2], ("TALOS_TRACING_SAMPLE_RATE", "1.5")]).unwrap_err();
+            let err =
+                with(&[on[0], on[1], on[2], ("TALOS_TRACING_SAMPLE_RATE", "1.5")]).unwrap_err();
             assert!(err.contains("tracing.sample_rate"), "{err}");
         } else {
             // OSS: parsed but inert, with a warning naming the feature.
             assert_eq!(t.unwrap(), None);
-            let loaded = load(None, base_env().into_iter().chain(env(&on)).collect()).unwrap();
+            let loaded = load(
+                None,
+                base_env().into_iter().chain(env(&on)).collect::<Vec<_>>(),
+            )
+            .unwrap();
             let mut w = loaded.warnings;
             resolve(&loaded.raw, &mut w).unwrap();
             assert!(w.iter().any(|w| w.contains("--features otel")), "{w:?}");
@@ -1762,7 +1784,10 @@ mod tests {
         assert!(err.contains("allow_credentials"), "{err}");
         let err = with(&[
             ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
-            ("TALOS_SERVE_HTTP_CORS_ALLOWED_ORIGINS", "https://*.*.example.com"),
+            (
+                "TALOS_SERVE_HTTP_CORS_ALLOWED_ORIGINS",
+                "https://*.*.example.com",
+            ),
         ])
         .unwrap_err();
         assert!(err.contains("more than one wildcard"), "{err}");
@@ -1783,8 +1808,11 @@ mod tests {
             None,
             base_env()
                 .into_iter()
-                .chain(env(&[("TALOS_CACHE_REDIS_PASSWORD_FILE", pw.to_str().unwrap())]))
-                .collect(),
+                .chain(env(&[(
+                    "TALOS_CACHE_REDIS_PASSWORD_FILE",
+                    pw.to_str().unwrap(),
+                )]))
+                .collect::<Vec<_>>(),
         )
         .unwrap();
         assert_eq!(loaded.raw.cache.redis["password"], "s3cret-redis");

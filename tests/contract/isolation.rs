@@ -8,7 +8,7 @@
 //! on failure; set `TALOS_PROP_SEED` to replay one). The store is async,
 //! so the runner draws values rather than driving proptest's sync loop.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -26,14 +26,39 @@ const OPS: usize = 40;
 enum Op {
     /// A new key in `tenant`; with `reuse`, it takes the id of an existing
     /// entry (possibly another tenant's).
-    Create { tenant: usize, imported: bool, reuse: Option<usize> },
-    Get { tenant: usize, entry: usize },
-    List { tenant: usize, imported: bool },
-    Update { tenant: usize, entry: usize },
-    Revoke { tenant: usize, entry: usize },
-    Rotate { tenant: usize, entry: usize },
-    Delete { tenant: usize, entry: usize },
-    Touch { tenant: usize, entry: usize },
+    Create {
+        tenant: usize,
+        imported: bool,
+        reuse: Option<usize>,
+    },
+    Get {
+        tenant: usize,
+        entry: usize,
+    },
+    List {
+        tenant: usize,
+        imported: bool,
+    },
+    Update {
+        tenant: usize,
+        entry: usize,
+    },
+    Revoke {
+        tenant: usize,
+        entry: usize,
+    },
+    Rotate {
+        tenant: usize,
+        entry: usize,
+    },
+    Delete {
+        tenant: usize,
+        entry: usize,
+    },
+    Touch {
+        tenant: usize,
+        entry: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,12 +67,12 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (t.clone(), any::<bool>(), proptest::option::weighted(0.3, any::<usize>()))
             .prop_map(|(tenant, imported, reuse)| Op::Create { tenant, imported, reuse }),
-        3 => (t.clone(), e.clone()).prop_map(|(tenant, entry)| Op::Get { tenant, entry }),
+        3 => (t.clone(), e).prop_map(|(tenant, entry)| Op::Get { tenant, entry }),
         1 => (t.clone(), any::<bool>()).prop_map(|(tenant, imported)| Op::List { tenant, imported }),
-        2 => (t.clone(), e.clone()).prop_map(|(tenant, entry)| Op::Update { tenant, entry }),
-        2 => (t.clone(), e.clone()).prop_map(|(tenant, entry)| Op::Revoke { tenant, entry }),
-        1 => (t.clone(), e.clone()).prop_map(|(tenant, entry)| Op::Rotate { tenant, entry }),
-        1 => (t.clone(), e.clone()).prop_map(|(tenant, entry)| Op::Delete { tenant, entry }),
+        2 => (t.clone(), e).prop_map(|(tenant, entry)| Op::Update { tenant, entry }),
+        2 => (t.clone(), e).prop_map(|(tenant, entry)| Op::Revoke { tenant, entry }),
+        1 => (t.clone(), e).prop_map(|(tenant, entry)| Op::Rotate { tenant, entry }),
+        1 => (t.clone(), e).prop_map(|(tenant, entry)| Op::Delete { tenant, entry }),
         1 => (t, e).prop_map(|(tenant, entry)| Op::Touch { tenant, entry }),
     ]
 }
@@ -63,7 +88,7 @@ struct Row {
 type Key = (usize, KeyKind, String);
 
 struct Model {
-    rows: BTreeMap<Key, Row>,
+    rows: HashMap<Key, Row>,
     /// Every (kind, id) ever created, for ops to pick from.
     ids: Vec<(KeyKind, String)>,
 }
@@ -104,7 +129,7 @@ pub async fn tenant_isolation_random_ops(s: Store) {
             nets.push(new_network(&s).await);
         }
         let mut m = Model {
-            rows: BTreeMap::new(),
+            rows: HashMap::new(),
             ids: Vec::new(),
         };
         for (i, op) in ops.iter().enumerate() {
@@ -114,7 +139,15 @@ pub async fn tenant_isolation_random_ops(s: Store) {
         // Final check: every tenant sees exactly its own rows.
         for (tenant, nid) in nets.iter().enumerate() {
             for kind in KINDS {
-                check_list(&s, *nid, tenant, kind, &m, &format!("final, seed {seed_hex}")).await;
+                check_list(
+                    &s,
+                    *nid,
+                    tenant,
+                    kind,
+                    &m,
+                    &format!("final, seed {seed_hex}"),
+                )
+                .await;
             }
         }
     }
@@ -143,8 +176,16 @@ async fn check_list(s: &Store, nid: NetworkId, tenant: usize, kind: KeyKind, m: 
 async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str) {
     let now = t(DAY_MS);
     match *op {
-        Op::Create { tenant, imported, reuse } => {
-            let kind = if imported { KeyKind::Imported } else { KeyKind::Issued };
+        Op::Create {
+            tenant,
+            imported,
+            reuse,
+        } => {
+            let kind = if imported {
+                KeyKind::Imported
+            } else {
+                KeyKind::Issued
+            };
             let mut k = key_of(kind, nets[tenant]);
             if let Some((rk, rid)) = reuse.and_then(|r| m.pick(r)) {
                 if rk == kind && !m.rows.contains_key(&(tenant, kind, rid.clone())) {
@@ -152,15 +193,23 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
                 }
             }
             k.name = format!("t{tenant}");
-            s.insert(&k).await.unwrap_or_else(|e| panic!("{ctx}: insert: {e}"));
+            s.insert(&k)
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: insert: {e}"));
             m.rows.insert(
                 (tenant, kind, k.key_id.clone()),
-                Row { name: k.name.clone(), revoked: false, touched: false },
+                Row {
+                    name: k.name.clone(),
+                    revoked: false,
+                    touched: false,
+                },
             );
             m.ids.push((kind, k.key_id));
         }
         Op::Get { tenant, entry } => {
-            let Some((kind, id)) = m.pick(entry) else { return };
+            let Some((kind, id)) = m.pick(entry) else {
+                return;
+            };
             let got = s.get(nets[tenant], kind, &id).await.unwrap();
             let want = m.rows.get(&(tenant, kind, id));
             match (got, want) {
@@ -168,18 +217,31 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
                 (Some(k), Some(row)) => {
                     assert_eq!(k.nid, nets[tenant], "{ctx}");
                     assert_eq!(k.name, row.name, "{ctx}: another tenant's write leaked in");
-                    assert_eq!(k.status == talos::domain::KeyStatus::Revoked, row.revoked, "{ctx}");
+                    assert_eq!(
+                        k.status == talos::domain::KeyStatus::Revoked,
+                        row.revoked,
+                        "{ctx}"
+                    );
                     assert_eq!(k.last_used_at.is_some(), row.touched, "{ctx}: last-used");
                 }
-                (got, want) => panic!("{ctx}: get returned {:?}, model says {want:?}", got.map(|k| k.key_id)),
+                (got, want) => panic!(
+                    "{ctx}: get returned {:?}, model says {want:?}",
+                    got.map(|k| k.key_id)
+                ),
             }
         }
         Op::List { tenant, imported } => {
-            let kind = if imported { KeyKind::Imported } else { KeyKind::Issued };
+            let kind = if imported {
+                KeyKind::Imported
+            } else {
+                KeyKind::Issued
+            };
             check_list(s, nets[tenant], tenant, kind, m, ctx).await;
         }
         Op::Update { tenant, entry } => {
-            let Some((kind, id)) = m.pick(entry) else { return };
+            let Some((kind, id)) = m.pick(entry) else {
+                return;
+            };
             let mut k = key_of(kind, nets[tenant]);
             k.key_id = id.clone();
             k.name = format!("updated-by-t{tenant}");
@@ -194,9 +256,18 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
             }
         }
         Op::Revoke { tenant, entry } => {
-            let Some((kind, id)) = m.pick(entry) else { return };
+            let Some((kind, id)) = m.pick(entry) else {
+                return;
+            };
             let r = s
-                .revoke(nets[tenant], kind, &id, RevocationReason::KeyCompromise, "", now)
+                .revoke(
+                    nets[tenant],
+                    kind,
+                    &id,
+                    RevocationReason::KeyCompromise,
+                    "",
+                    now,
+                )
                 .await;
             match m.rows.get_mut(&(tenant, kind, id)) {
                 Some(row) if !row.revoked => {
@@ -211,7 +282,9 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
             }
         }
         Op::Rotate { tenant, entry } => {
-            let Some((kind, id)) = m.pick(entry) else { return };
+            let Some((kind, id)) = m.pick(entry) else {
+                return;
+            };
             if kind != KeyKind::Issued {
                 return;
             }
@@ -224,7 +297,11 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
                     m.rows.get_mut(&(tenant, kind, id)).unwrap().revoked = true;
                     m.rows.insert(
                         (tenant, kind, new.key_id.clone()),
-                        Row { name: new.name.clone(), revoked: false, touched: false },
+                        Row {
+                            name: new.name.clone(),
+                            revoked: false,
+                            touched: false,
+                        },
                     );
                     m.ids.push((kind, new.key_id));
                 }
@@ -234,12 +311,18 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
                 ),
                 None => {
                     assert!(matches!(r, Err(StoreError::NotFound)), "{ctx}: {r:?}");
-                    assert_eq!(s.get(nets[tenant], kind, &new.key_id).await.unwrap(), None, "{ctx}");
+                    assert_eq!(
+                        s.get(nets[tenant], kind, &new.key_id).await.unwrap(),
+                        None,
+                        "{ctx}"
+                    );
                 }
             }
         }
         Op::Delete { tenant, entry } => {
-            let Some((kind, id)) = m.pick(entry) else { return };
+            let Some((kind, id)) = m.pick(entry) else {
+                return;
+            };
             let r = s.delete(nets[tenant], kind, &id).await;
             match m.rows.remove(&(tenant, kind, id)) {
                 Some(_) => r.unwrap_or_else(|e| panic!("{ctx}: owner delete: {e}")),
@@ -247,7 +330,9 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
             }
         }
         Op::Touch { tenant, entry } => {
-            let Some((kind, id)) = m.pick(entry) else { return };
+            let Some((kind, id)) = m.pick(entry) else {
+                return;
+            };
             s.touch_last_used(nets[tenant], kind, std::slice::from_ref(&id), now)
                 .await
                 .unwrap_or_else(|e| panic!("{ctx}: touch: {e}"));
@@ -261,7 +346,11 @@ async fn apply(s: &Store, nets: &[NetworkId], m: &mut Model, op: &Op, ctx: &str)
                 let want = m.rows.get(&(other, kind, id.clone()));
                 assert_eq!(got.is_some(), want.is_some(), "{ctx}");
                 if let (Some(k), Some(row)) = (got, want) {
-                    assert_eq!(k.last_used_at.is_some(), row.touched, "{ctx}: tenant {other}");
+                    assert_eq!(
+                        k.last_used_at.is_some(),
+                        row.touched,
+                        "{ctx}: tenant {other}"
+                    );
                 }
             }
         }

@@ -694,7 +694,10 @@ async fn cors_answers_configured_origins_only() {
         .contains("POST"));
     assert_eq!(h.get("access-control-max-age").unwrap(), "600");
     let denied = preflight("https://evil.test").await.unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    assert!(denied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 
     // A simple request from an allowed origin carries the header too.
     let r = s
@@ -705,7 +708,10 @@ async fn cors_answers_configured_origins_only() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), "https://app.test");
+    assert_eq!(
+        r.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.test"
+    );
     s.stop().await;
 
     // Off by default: no CORS headers at all.

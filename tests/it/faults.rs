@@ -71,7 +71,11 @@ async fn outage_and_recovery(how: Cut) {
     // A cached key keeps verifying with the database gone.
     let t = Instant::now();
     let (cache, v) = verify(&s, &cached).await;
-    assert_eq!((cache.as_str(), v["is_valid"].as_bool()), ("HIT", Some(true)), "{v}");
+    assert_eq!(
+        (cache.as_str(), v["is_valid"].as_bool()),
+        ("HIT", Some(true)),
+        "{v}"
+    );
     assert!(t.elapsed() < HANG);
 
     // A miss gets a clear internal error, not a hang and not "not found".
@@ -111,9 +115,7 @@ async fn outage_and_recovery(how: Cut) {
         .await;
     assert_eq!(st, 200, "{body}");
     // Nothing half-written: the failed issue left no row.
-    let (st, list) = s
-        .get("/v2alpha1/admin/issuedApiKeys?page_size=50")
-        .await;
+    let (st, list) = s.get("/v2alpha1/admin/issuedApiKeys?page_size=50").await;
     assert_eq!(st, 200);
     let names: Vec<&str> = list["issued_api_keys"]
         .as_array()

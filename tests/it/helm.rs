@@ -15,7 +15,11 @@ fn helm() -> PathBuf {
     if installed.exists() {
         return installed.to_path_buf();
     }
-    if Command::new("helm").arg("version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("helm")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return PathBuf::from("helm");
     }
     panic!(
@@ -39,7 +43,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn with_values<'a>(mut args: Vec<&'a str>) -> Vec<&'a str> {
+fn with_values(mut args: Vec<&str>) -> Vec<&str> {
     for v in VALUES {
         args.push("--set");
         args.push(v);
@@ -65,7 +69,11 @@ fn chart_lints_and_renders() {
     assert_eq!(deployments.len(), 2, "admin and public deployments");
     for d in &deployments {
         let name = d["metadata"]["name"].as_str().unwrap();
-        let plane = if name.ends_with("-admin") { "admin" } else { "public" };
+        let plane = if name.ends_with("-admin") {
+            "admin"
+        } else {
+            "public"
+        };
         assert!(name.ends_with(plane), "{name}");
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);

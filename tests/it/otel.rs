@@ -64,13 +64,19 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
-#[tokio::test]
+// Multi-threaded: the collector must keep serving while this test blocks
+// waiting for the server process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_spans_reach_an_otlp_collector() {
     let collector = Collector::default();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let svc = TraceServiceServer::new(collector.clone());
-    tokio::spawn(tonic::transport::Server::builder().add_service(svc).serve(addr));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve(addr),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
@@ -148,10 +154,13 @@ async fn request_spans_reach_an_otlp_collector() {
     let issue = spans
         .iter()
         .find(|s| s.name == "POST /v2alpha1/admin/issuedApiKeys")
-        .unwrap_or_else(|| panic!("no issue span in {names:?}"));
+        .unwrap_or_else(|| panic!("no issue span in {names:?}\n{stderr}"));
     assert_eq!(hex::encode(&issue.trace_id), TRACE_ID);
     assert_eq!(hex::encode(&issue.parent_span_id), PARENT_ID);
-    assert_eq!(attr(&issue.attributes, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        attr(&issue.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
     assert_eq!(
         attr(&issue.attributes, "nid").as_deref(),
         Some("00000000-0000-0000-0000-000000000000")
@@ -169,8 +178,14 @@ async fn request_spans_reach_an_otlp_collector() {
         .find(|s| s.name == "store.insert")
         .unwrap_or_else(|| panic!("no store.insert span in {names:?}"));
     assert_eq!(insert.trace_id, issue.trace_id);
-    assert_eq!(insert.parent_span_id, issue.span_id, "store call is a child of the request");
-    assert_eq!(attr(&insert.attributes, "db.system.name").as_deref(), Some("sqlite"));
+    assert_eq!(
+        insert.parent_span_id, issue.span_id,
+        "store call is a child of the request"
+    );
+    assert_eq!(
+        attr(&insert.attributes, "db.system.name").as_deref(),
+        Some("sqlite")
+    );
 
     // Verify: the first misses the cache and reads the store, the second hits.
     let verifies: Vec<&Span> = spans
@@ -199,15 +214,19 @@ async fn request_spans_reach_an_otlp_collector() {
         "a cache miss reads the store"
     );
     assert!(
-        verifies.iter().any(|v| v
-            .events
+        verifies
             .iter()
-            .any(|e| attr(&e.attributes, "event").as_deref() == Some("APIKeyVerificationFailed"))),
+            .any(|v| v.events.iter().any(
+                |e| attr(&e.attributes, "event").as_deref() == Some("APIKeyVerificationFailed")
+            )),
         "failed verification emits an audit event"
     );
 
     // Nothing exported carries a credential.
     let dump = format!("{spans:?}");
     assert!(!dump.contains(&secret), "the issued key leaked into a span");
-    assert!(!dump.contains("sk_live_not_a_real_key_for_otel"), "a credential leaked into a span");
+    assert!(
+        !dump.contains("sk_live_not_a_real_key_for_otel"),
+        "a credential leaked into a span"
+    );
 }

@@ -184,8 +184,7 @@ impl CutProxy {
                         let target = target.clone();
                         let task = tokio::spawn(async move {
                             if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
                             }
                         });
                         st.lock().unwrap().live.push(task);

@@ -151,7 +151,9 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
     };
     #[cfg(feature = "otel")]
     let router = if tracing {
-        router.layer(middleware::from_fn(crate::adapters::telemetry::trace_request))
+        router.layer(middleware::from_fn(
+            crate::adapters::telemetry::trace_request,
+        ))
     } else {
         router
     };
