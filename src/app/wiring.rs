@@ -58,6 +58,7 @@ pub fn init_logging(
             .boxed(),
         LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers = vec![fmt];
     let guard = TelemetryGuard {
         #[cfg(feature = "otel")]

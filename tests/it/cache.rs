@@ -1,3 +1,4 @@
+#![cfg_attr(not(feature = "cache-memory"), allow(unused_imports, dead_code))]
 //! Verification caches: memory, Redis (tiered, cross-node invalidation),
 //! degradation when Redis goes away.
 
@@ -27,6 +28,7 @@ async fn verify_h(
     (cache, r.json().await.unwrap())
 }
 
+#[cfg(feature = "cache-memory")]
 #[tokio::test]
 async fn memory_cache_hits_and_revocation_evicts() {
     let s = TestServer::start(

@@ -16,6 +16,7 @@ async fn issue_limited(s: &TestServer, quota: i64) -> String {
     v["secret"].as_str().unwrap().to_string()
 }
 
+#[cfg(feature = "rate-limit")]
 #[tokio::test]
 async fn memory_rate_limit_is_enforced_on_verify() {
     let s = TestServer::start(Plane::All, &[("TALOS_RATE_LIMIT_ENABLED", "true")]).await;

@@ -5,6 +5,9 @@ mod api;
 mod bad_input;
 mod binary;
 mod cache;
+#[cfg(all(feature = "postgres", feature = "cache-redis", feature = "rate-limit"))]
+mod cluster;
+mod crash;
 mod derived;
 #[cfg(feature = "postgres")]
 mod faults;
