@@ -9,6 +9,8 @@ mod cache;
 mod cluster;
 mod crash;
 mod derived;
+#[cfg(all(unix, feature = "sqlite"))]
+mod diskfull;
 #[cfg(feature = "postgres")]
 mod faults;
 mod helm;
