@@ -69,8 +69,18 @@ pub(crate) fn sigterm(child: &Child) {
     assert!(ok);
 }
 
-pub(crate) fn stderr_of(mut child: Child) -> (std::process::ExitStatus, String) {
-    let status = child.wait().unwrap();
+/// A test that panics must not leave its server running.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for the process to exit and returns its status and stderr.
+pub(crate) fn stderr_of(mut p: Proc) -> (std::process::ExitStatus, String) {
+    let child = &mut p.child;
+    // Drain stderr first: a child blocked on a full pipe never exits.
     let mut err = String::new();
     child
         .stderr
@@ -78,6 +88,7 @@ pub(crate) fn stderr_of(mut child: Child) -> (std::process::ExitStatus, String) 
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    let status = child.wait().unwrap();
     (status, err)
 }
 
@@ -140,7 +151,7 @@ async fn sigterm_drains_and_logs_never_carry_secrets() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let t = Instant::now();
     sigterm(&p.child);
-    let (status, err) = stderr_of(p.child);
+    let (status, err) = stderr_of(p);
     assert!(status.success(), "exit status {status:?}\n{err}");
     assert!(t.elapsed() < Duration::from_secs(10));
     if let Ok(Ok(r)) = slow.await {
@@ -356,7 +367,7 @@ async fn keys_cli_against_a_running_server() {
     assert_eq!(out.lines().count(), 2500);
 
     sigterm(&p.child);
-    let _ = stderr_of(p.child);
+    let _ = stderr_of(p);
 }
 
 #[cfg(feature = "postgres")]

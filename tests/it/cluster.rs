@@ -27,7 +27,7 @@ async fn post(base: &str, path: &str, body: Value) -> (u16, Value, Option<String
 
 fn stop(p: Proc) {
     sigterm(&p.child);
-    let (status, err) = stderr_of(p.child);
+    let (status, err) = stderr_of(p);
     assert!(status.success(), "{err}");
 }
 

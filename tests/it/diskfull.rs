@@ -153,6 +153,6 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
     assert_eq!(count(&p.base).await, acked + 100);
 
     sigterm(&p.child);
-    let (status, err) = stderr_of(p.child);
+    let (status, err) = stderr_of(p);
     assert!(status.success(), "{err}");
 }

@@ -2,6 +2,8 @@
 //! real SQLite file (one temp dir per test).
 
 mod api;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod backends;
 mod bad_input;
 mod binary;
 mod cache;

@@ -126,7 +126,7 @@ async fn request_spans_reach_an_otlp_collector() {
 
     // SIGTERM flushes the batch exporter before the process exits.
     sigterm(&p.child);
-    let (status, stderr) = stderr_of(p.child);
+    let (status, stderr) = stderr_of(p);
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("OpenTelemetry tracing enabled"), "{stderr}");
     // Give the collector a moment in case the last batch is still in flight.

@@ -225,3 +225,53 @@ impl Drop for CutProxy {
         self.cut(Cut::Refuse);
     }
 }
+
+#[cfg(feature = "mysql")]
+pub mod mysql {
+    use sqlx::{Connection, MySqlConnection};
+
+    pub fn base_url() -> String {
+        std::env::var("TALOS_TEST_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    }
+
+    async fn admin() -> MySqlConnection {
+        MySqlConnection::connect(&base_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MariaDB/MySQL is not reachable ({e}). Start it with \
+                 `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` \
+                 or set TALOS_TEST_MYSQL_URL."
+                )
+            })
+    }
+
+    /// A fresh database; dropped by `drop_now`.
+    pub struct FreshDb {
+        pub name: String,
+        pub url: String,
+    }
+
+    impl FreshDb {
+        pub async fn create() -> FreshDb {
+            let name = format!("talos_it_{}", uuid::Uuid::new_v4().simple());
+            let mut c = admin().await;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            let base = base_url();
+            let (main, _) = base.split_once('?').unwrap_or((&base, ""));
+            let url = format!("{}/{name}", &main[..main.rfind('/').unwrap()]);
+            FreshDb { name, url }
+        }
+
+        pub async fn drop_now(self) {
+            let mut c = admin().await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name))
+                .execute(&mut c)
+                .await;
+        }
+    }
+}
