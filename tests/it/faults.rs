@@ -66,7 +66,58 @@ async fn outage_and_recovery(how: Cut) {
     verify(&s, &cached).await;
     assert_eq!(verify(&s, &cached).await.0, "HIT");
 
+    // A key revoked before the outage: it must never come back as valid.
+    let (revoked_id, revoked) = s.issue("revoked", "u").await;
+    verify(&s, &revoked).await;
+    let (st, _) = s
+        .post(
+            &format!("/v2alpha1/admin/issuedApiKeys/{revoked_id}:revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+
     proxy.cut(how);
+
+    // Under concurrent load during the outage: no hung request, no wrong
+    // answer (cached stays valid, uncached is INTERNAL, revoked never valid).
+    let mut load = Vec::new();
+    for worker in 0..8 {
+        let client = s.client.clone();
+        let base = s.base.clone();
+        let keys = [cached.clone(), uncached.clone(), revoked.clone()];
+        load.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0..6 {
+                let which = (worker + i) % 3;
+                let t = Instant::now();
+                let v: serde_json::Value = client
+                    .post(format!("{base}/v2alpha1/admin/apiKeys:verify"))
+                    .json(&json!({ "credential": keys[which] }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                answers.push((which, v, t.elapsed()));
+            }
+            answers
+        }));
+    }
+    for task in load {
+        for (which, v, took) in task.await.unwrap() {
+            assert!(took < HANG, "a verify hung for {took:?}");
+            match which {
+                0 => assert_eq!(v["is_valid"], true, "cached key: {v}"),
+                1 => assert_eq!(
+                    v["error_code"], "VERIFICATION_ERROR_INTERNAL",
+                    "uncached: {v}"
+                ),
+                _ => assert_eq!(v["is_valid"], false, "revoked key reported valid: {v}"),
+            }
+        }
+    }
 
     // A cached key keeps verifying with the database gone.
     let t = Instant::now();
@@ -124,7 +175,7 @@ async fn outage_and_recovery(how: Cut) {
         .map(|k| k["name"].as_str().unwrap())
         .collect();
     assert!(!names.contains(&"during-outage"), "{names:?}");
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
     s.stop().await;
     db.drop_now().await;
 }
