@@ -13,6 +13,14 @@
 # committed seeds in fuzz/corpus/<target> are read, never written. A crash
 # leaves its input in fuzz/artifacts/<target>/ and makes the script fail.
 #
+# The committed seeds are kept small: after a long run, refresh them with
+# libFuzzer's merge on edge coverage only, e.g. for one target
+#   T=/var/tmp/talos-fuzz-target/x86_64-unknown-linux-gnu/release
+#   mkdir /tmp/min && $T/filter -merge=1 -use_counters=0 -use_cmp=0 \
+#       /tmp/min fuzz/corpus/filter /var/tmp/talos-fuzz-corpus/filter
+# and copy /tmp/min into fuzz/corpus/filter (keeping the seed-* files that
+# fuzz/make_seeds.py writes). `cargo test --test prop` replays them all.
+#
 # The machine has only a stable toolchain; cargo-fuzz needs -Z flags, so
 # RUSTC_BOOTSTRAP=1 lets stable rustc/cargo accept them. Targets are built
 # without a sanitizer (`-s none`): the fuzzed code is safe Rust, so
@@ -70,7 +78,7 @@ for t in $TARGETS; do
         dirs=("$WORK/$t" "$seeds")
     fi
     echo "==> fuzz $t ($mode)"
-    start=$(date +%s.%N)
+    start=$(date +%s%N)
     if cargo fuzz run "${FUZZ_FLAGS[@]}" "$t" "${dirs[@]}" -- \
         "${args[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
         -print_final_stats=1 >"$log" 2>&1; then
@@ -81,10 +89,11 @@ for t in $TARGETS; do
         failed=$((failed + 1))
         tail -n 40 "$log"
     fi
-    elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+    elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo "?")
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo "?")
-    summary+=("$(printf '%-17s %-7s %12s execs %8.1fs %9s exec/s' "$t" "$status" "$execs" "$elapsed" "$rate")")
+    summary+=("$(printf '%-17s %-7s %12s execs %6d.%01ds %9s exec/s' "$t" "$status" "$execs" \
+        $((elapsed_ms / 1000)) $((elapsed_ms % 1000 / 100)) "$rate")")
 done
 
 echo

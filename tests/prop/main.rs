@@ -10,6 +10,10 @@
 //! Case counts are bounded so the whole target runs in a few seconds;
 //! `PROPTEST_CASES` raises them for a longer local run.
 
+mod fuzz_corpus;
+// The fuzz targets' checks (the cargo-fuzz crate's library), compiled in.
+#[path = "../../fuzz/src/lib.rs"]
+mod fuzz_checks;
 mod keys;
 mod page_tokens;
 #[cfg(feature = "sqlite")]
