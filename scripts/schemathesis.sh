@@ -42,7 +42,7 @@ free_port() {
 }
 
 WORK="$(mktemp -d /tmp/talos-schemathesis.XXXXXX)"
-REPORT_DIR="${ST_REPORT_DIR:-$WORK/report}"
+REPORT_DIR="$(realpath -m "${ST_REPORT_DIR:-$WORK/report}")"
 PORT="$(free_port)"
 OPS_PORT="$(free_port)"
 while [[ "$OPS_PORT" == "$PORT" ]]; do OPS_PORT="$(free_port)"; done
@@ -176,7 +176,9 @@ PY
 echo "==> schemathesis run: $MAX_EXAMPLES examples per operation, seed ${ST_SEED:-1}"
 mkdir -p "$REPORT_DIR"
 set +e
-timeout "${ST_MAX_TIME:-900}" "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" \
+# Run from the temp dir: schemathesis and hypothesis keep state in
+# .schemathesis/ and .hypothesis/ under the working directory.
+(cd "$WORK" && timeout "${ST_MAX_TIME:-900}" "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" \
     run "$WORK/openapi.json" \
     --url "http://127.0.0.1:$PORT" \
     --checks not_a_server_error,response_schema_conformance,content_type_conformance \
@@ -185,7 +187,7 @@ timeout "${ST_MAX_TIME:-900}" "$VENV/bin/schemathesis" --config-file "$WORK/sche
     --workers "${ST_WORKERS:-2}" \
     --request-timeout 10 \
     --report junit --report-dir "$REPORT_DIR" \
-    --no-color 2>&1 | tee "$WORK/schemathesis.log"
+    --no-color) 2>&1 | tee "$WORK/schemathesis.log"
 rc=${PIPESTATUS[0]}
 set -e
 
