@@ -183,3 +183,109 @@ async fn openapi_is_served_committed_and_routed() {
         "the docs page loads nothing from outside"
     );
 }
+
+/// A web page in a browser that can reach the admin plane must not be able
+/// to write to it: cross-origin POSTs (which browsers mark with `Origin`)
+/// are refused unless `serve.http.cors` allows the origin. Servers and curl
+/// send no `Origin` and are unaffected.
+#[tokio::test]
+async fn cross_origin_writes_are_refused_unless_allowed() {
+    let s = TestServer::start(Plane::All, &[]).await;
+    let body = r#"{"raw_key":"sk_csrf_attempt","name":"x","actor_id":"u"}"#;
+    let r = s
+        .client
+        .post(s.url("/v2alpha1/admin/importedApiKeys"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "PERMISSION_DENIED", "{v}");
+    assert_eq!(
+        s.verify("sk_csrf_attempt").await["is_valid"],
+        false,
+        "nothing was imported"
+    );
+    // Same origin (e.g. a page served by the API host itself) and requests
+    // without Origin still work.
+    let host = s.base.trim_start_matches("http://").to_string();
+    let r = s
+        .client
+        .post(s.url("/v2alpha1/admin/apiKeys:verify"))
+        .header("origin", format!("http://{host}"))
+        .body(r#"{"credential":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, _) = s
+        .post(
+            "/v2alpha1/admin/importedApiKeys",
+            serde_json::from_str(body).unwrap(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    s.stop().await;
+
+    // An origin allowed by CORS may write.
+    let s = TestServer::start(
+        Plane::All,
+        &[
+            ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
+            (
+                "TALOS_SERVE_HTTP_CORS_ALLOWED_ORIGINS",
+                "https://console.example",
+            ),
+        ],
+    )
+    .await;
+    let r = s
+        .client
+        .post(s.url("/v2alpha1/admin/issuedApiKeys"))
+        .header("origin", "https://console.example")
+        .body(r#"{"name":"n","actor_id":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.stop().await;
+}
+
+/// A client that sends headers and then stalls its body is cut off: it
+/// cannot hold a connection (or a graceful shutdown) open indefinitely.
+#[tokio::test]
+async fn stalled_request_bodies_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start(Plane::All, &[]).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(
+        format!(
+            "POST /v2alpha1/admin/apiKeys:verify HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"cred"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        sock.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept a stalled upload open for 30 s"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "cut off too early"
+    );
+    s.stop().await;
+}

@@ -141,7 +141,12 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
         .fallback(fallback_not_found)
         .method_not_allowed_fallback(fallback_method)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(body_read_timeout))
         .layer(middleware::from_fn(body_limit_envelope))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cross_origin_guard,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(request_id));
@@ -160,6 +165,60 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
     #[cfg(not(feature = "otel"))]
     let _ = tracing;
     router.with_state(state)
+}
+
+/// How long a client may take to send a request body once its headers
+/// arrived (the header read timeout is in `server.rs`): a stalled upload
+/// cannot hold a connection, or a graceful shutdown, open.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn body_read_timeout(req: Request, next: Next) -> Response {
+    next.run(req.map(|b| {
+        axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, b))
+    }))
+    .await
+}
+
+/// Refuses state-changing requests a browser sends from another origin
+/// unless `serve.http.cors` allows that origin. Request bodies are parsed as
+/// JSON whatever their Content-Type (so `curl -d` works), which makes a
+/// cross-site `text/plain` form post a valid request: without this guard any
+/// web page opened by someone who can reach the admin plane could issue or
+/// import keys. Browsers always send `Origin` on cross-origin POST, PATCH and
+/// DELETE; servers, SDKs and curl do not send it at all.
+async fn cross_origin_guard(State(s): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let Some(origin) = req
+        .headers()
+        .get("origin")
+        .map(|o| o.to_str().unwrap_or("null"))
+    else {
+        return next.run(req).await;
+    };
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
+    let allowed = s.opts.cors.as_ref().is_some_and(|c| {
+        c.allowed_origins
+            .iter()
+            .any(|p| p == "*" || origin_matches(p, origin))
+    });
+    if same_origin || allowed {
+        return next.run(req).await;
+    }
+    AppError::new(
+        ErrorKind::Forbidden,
+        "cross-origin request refused: allow the origin in serve.http.cors",
+    )
+    .into_response()
 }
 
 /// Whether `origin` matches a configured pattern (`*`, exact, or one `*`
