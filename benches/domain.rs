@@ -102,10 +102,7 @@ fn wire_json(c: &mut Criterion) {
     let secret = Secret::new(common::SECRET);
     let key = generate_v1(common::PREFIX, Uuid::new_v4(), 1_750_000_000, &secret);
     let req = format!("{{\"credential\":\"{key}\"}}");
-    let batch = format!(
-        "{{\"requests\":[{}]}}",
-        vec![req.as_str(); 100].join(",")
-    );
+    let batch = format!("{{\"requests\":[{}]}}", vec![req.as_str(); 100].join(","));
     let resp: VerifyApiKeyResponse =
         serde_json::from_value(common::sample_verify_response()).expect("response decodes");
     let resp_bytes = serde_json::to_vec(&resp).expect("encodes");

@@ -77,6 +77,54 @@ fn key_ids(tokens: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Paired comparison that survives a noisy machine: `rounds` alternating
+/// blocks of `per` verify-miss calls and `per` bare lookups (same random
+/// keys), reporting the median per-call time of each and their ratio.
+async fn paired<P: sqlx::Database>(
+    label: &str,
+    app: &App,
+    pool: &sqlx::Pool<P>,
+    tokens: &[String],
+    ids: &[String],
+) where
+    for<'q> <P as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, P>,
+    for<'q> &'q str: sqlx::Encode<'q, P> + sqlx::Type<P>,
+    for<'c> &'c sqlx::Pool<P>: sqlx::Executor<'c, Database = P>,
+{
+    let ctx = RequestCtx::new(NetworkId::NIL);
+    let (rounds, per) = (9, 500);
+    let mut pick = common::Pick::new(99);
+    let (mut miss, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let picks: Vec<usize> = (0..per).map(|_| pick.next(tokens.len())).collect();
+        let t = Instant::now();
+        for &i in &picks {
+            black_box(app.verify(&ctx, &tokens[i]).await);
+        }
+        miss.push(t.elapsed() / per as u32);
+        let t = Instant::now();
+        for &i in &picks {
+            let row = sqlx::query::<P>(BARE_LOOKUP)
+                .bind(NIL)
+                .bind(ids[i].as_str())
+                .fetch_optional(pool)
+                .await
+                .expect("lookup");
+            black_box(row.is_some());
+        }
+        bare.push(t.elapsed() / per as u32);
+    }
+    miss.sort();
+    bare.sort();
+    let (m, b) = (miss[rounds / 2], bare[rounds / 2]);
+    println!(
+        "MISS_VS_BARE_{label} verify_miss_us={:.1} bare_lookup_us={:.1} ratio={:.2} (median of {rounds} interleaved blocks of {per})",
+        m.as_secs_f64() * 1e6,
+        b.as_secs_f64() * 1e6,
+        m.as_secs_f64() / b.as_secs_f64()
+    );
+}
+
 fn sqlite(c: &mut Criterion) {
     let n = common::key_count("BENCH_SQL_KEYS", 100_000);
     let rt = runtime();
@@ -133,6 +181,8 @@ fn sqlite(c: &mut Criterion) {
         })
     });
 
+    rt.block_on(paired("SQLITE", &app, &bare, &tokens, &ids));
+
     let mut i = 0u64;
     g.bench_function("issue", |b| {
         b.to_async(&rt).iter(|| {
@@ -147,6 +197,34 @@ fn sqlite(c: &mut Criterion) {
             async move { black_box(app.issue(NetworkId::NIL, input).await.expect("issued")) }
         })
     });
+
+    // Tail latency of issue, which criterion's mean does not show: 2000
+    // sequential calls, each timed.
+    let mut lat: Vec<Duration> = rt.block_on(async {
+        let mut lat = Vec::with_capacity(2000);
+        for j in 0..2000 {
+            let input = NewKey {
+                name: "bench".into(),
+                actor_id: format!("user-{}", j % 1000),
+                scopes: vec!["read".into()],
+                ..NewKey::default()
+            };
+            let t = Instant::now();
+            app.issue(NetworkId::NIL, input).await.expect("issued");
+            lat.push(t.elapsed());
+        }
+        lat
+    });
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "ISSUE_LATENCY_SQLITE n={} p50_us={} p99_us={} p999_us={} max_us={}",
+        lat.len(),
+        q(0.50).as_micros(),
+        q(0.99).as_micros(),
+        q(0.999).as_micros(),
+        lat[lat.len() - 1].as_micros()
+    );
 
     g.sample_size(10);
     let mut batch_no = 0u64;
@@ -247,6 +325,7 @@ fn postgres(c: &mut Criterion) {
         })
     });
     g.finish();
+    rt.block_on(paired("POSTGRES", &app, &bare, &tokens, &ids));
     drop(app);
     rt.block_on(async {
         bare.close().await;

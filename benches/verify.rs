@@ -72,7 +72,10 @@ fn cache_hit(c: &mut Criterion) {
     let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new());
     let t = Instant::now();
     let tokens = rt.block_on(common::seed_issued(&store, n, 1));
-    eprintln!("seeded {n} issued keys into the memory store in {:?}", t.elapsed());
+    eprintln!(
+        "seeded {n} issued keys into the memory store in {:?}",
+        t.elapsed()
+    );
     let cache = MemoryCache::new(max_bytes);
     let app = app_with(store, Arc::new(cache.clone()), &settings);
     let ctx = RequestCtx::new(NetworkId::NIL);
@@ -151,7 +154,11 @@ fn derived_jwt(c: &mut Criterion) {
         let settings = common::settings(&[]);
         let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new());
         let tokens = rt.block_on(common::seed_issued(&store, 1, 1));
-        let app = app_with(store, Arc::new(talos::adapters::cache::NoopCache), &settings);
+        let app = app_with(
+            store,
+            Arc::new(talos::adapters::cache::NoopCache),
+            &settings,
+        );
         app.signing_keys().store(
             load_signing_keys(&[Secret::new(jwks_url(std::slice::from_ref(&jwk)))])
                 .expect("signing keys"),

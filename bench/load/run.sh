@@ -252,7 +252,7 @@ if [ "$NEED_CACHED" = 1 ]; then
   fi
   if want list_1m; then
     measure "list_page50_at_$KEYS" "$BASE" "$CACHED_PID" sqlite_memcache -- list "page_size=50"
-    measure "list_actor_page50_at_$KEYS" "$BASE" "$CACHED_PID" sqlite_memcache -- list "page_size=50&filter=actor_id%3D%22user-7%22"
+    measure "list_actor_page10_at_$KEYS" "$BASE" "$CACHED_PID" sqlite_memcache -- list "page_size=10&filter=actor_id%3D%22user-7%22"
   fi
   if want proxy; then
     head -n "$PROXY_KEYS" "$MAIN_KEYS" >"$WORK/keys_proxy.txt"
@@ -306,7 +306,7 @@ if want list_10k; then
   seed "sqlite://$WORK/small.db" "$SMALL_KEYS" "$WORK/keys_small.txt" 1
   start_talos sqlite_small "sqlite://$WORK/small.db" memory 14450
   measure "list_page50_at_$SMALL_KEYS" http://127.0.0.1:14450 "$SERVER_PID" sqlite_small -- list "page_size=50"
-  measure "list_actor_page50_at_$SMALL_KEYS" http://127.0.0.1:14450 "$SERVER_PID" sqlite_small -- list "page_size=50&filter=actor_id%3D%22user-7%22"
+  measure "list_actor_page10_at_$SMALL_KEYS" http://127.0.0.1:14450 "$SERVER_PID" sqlite_small -- list "page_size=10&filter=actor_id%3D%22user-7%22"
   stop "$SERVER_PID"
 fi
 

@@ -92,7 +92,10 @@ async fn warm(base: &str, file: &str, k: usize, count: usize, concurrency: usize
             .map(|c| serde_json::json!({ "credential": c }))
             .collect();
         if k == 1 {
-            (format!("{base}/v2alpha1/admin/apiKeys:verify"), items[0].clone())
+            (
+                format!("{base}/v2alpha1/admin/apiKeys:verify"),
+                items[0].clone(),
+            )
         } else {
             (
                 format!("{base}/v2alpha1/admin/apiKeys:batchVerify"),
@@ -132,9 +135,8 @@ async fn warm(base: &str, file: &str, k: usize, count: usize, concurrency: usize
 }
 
 async fn bare(listen: &str) {
-    let body = Bytes::from(
-        serde_json::to_vec(&common::sample_verify_response()).expect("static body"),
-    );
+    let body =
+        Bytes::from(serde_json::to_vec(&common::sample_verify_response()).expect("static body"));
     let router = Router::new().route(
         "/v2alpha1/admin/apiKeys:verify",
         post(move |_req: Bytes| {
