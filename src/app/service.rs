@@ -924,14 +924,17 @@ impl App {
         ctx: &RequestCtx,
         rt: &RuntimeSettings,
         credential: &str,
-        kind: CredentialKind,
+        (kind, parsed): (CredentialKind, Option<keys::ParsedV1<'_>>),
     ) -> Result<(KeyKind, String), VerifyFailure> {
         let now = self.now();
         match kind {
             CredentialKind::Issued => {
                 let secrets = rt.secrets.active(now);
-                let parsed =
-                    keys::verify_v1(credential, &secrets).ok_or_else(VerifyFailure::not_found)?;
+                let parsed = match parsed {
+                    Some(p) => keys::verify_parsed(p, &secrets),
+                    None => keys::verify_v1(credential, &secrets),
+                }
+                .ok_or_else(VerifyFailure::not_found)?;
                 if !access::key_timestamp_acceptable(
                     parsed.timestamp,
                     now,
@@ -1021,7 +1024,7 @@ impl App {
             Ok(v) => v.kind.label(),
             Err(_) if credential.is_empty() => "unknown",
             Err(_) => precheck_credential(credential, &self.settings())
-                .map(|k| k.label())
+                .map(|(k, _)| k.label())
                 .unwrap_or("unknown"),
         };
         self.metrics.verification(label, outcome.result.is_ok());
@@ -1091,7 +1094,7 @@ impl App {
 
     async fn verify_stored(&self, ctx: &RequestCtx, credential: &str) -> VerifyOutcome {
         let rt = self.settings();
-        let kind = match precheck_credential(credential, &rt) {
+        let (kind, parsed) = match precheck_credential(credential, &rt) {
             Ok(k) => k,
             Err(f) => return VerifyOutcome::fail(f, CacheStatus::Skip),
         };
@@ -1106,7 +1109,10 @@ impl App {
                 rate: None,
             };
         }
-        let (key_kind, key_id) = match self.lookup_credential(ctx, &rt, credential, kind).await {
+        let (key_kind, key_id) = match self
+            .lookup_credential(ctx, &rt, credential, (kind, parsed))
+            .await
+        {
             Ok(v) => v,
             Err(f) => return VerifyOutcome::fail(f, CacheStatus::Skip),
         };
@@ -1215,7 +1221,7 @@ impl App {
             ));
         }
         let rt = self.settings();
-        let kind = match precheck_credential(credential, &rt) {
+        let (kind, parsed) = match precheck_credential(credential, &rt) {
             Ok(k) => k,
             Err(_) => return Err(AppError::not_found_issued()),
         };
@@ -1229,7 +1235,7 @@ impl App {
             ));
         }
         let (key_kind, key_id) = self
-            .lookup_credential(ctx, &rt, credential, kind)
+            .lookup_credential(ctx, &rt, credential, (kind, parsed))
             .await
             .map_err(|_| not_found_for(KeyKind::Issued))?;
         let key = self
@@ -1309,10 +1315,10 @@ fn page_token_error(e: PageTokenError) -> AppError {
 
 /// Size cap and routing; the failure verification reports for a credential
 /// that cannot be a key at all.
-fn precheck_credential(
-    credential: &str,
+fn precheck_credential<'a>(
+    credential: &'a str,
     rt: &RuntimeSettings,
-) -> Result<CredentialKind, VerifyFailure> {
+) -> Result<(CredentialKind, Option<keys::ParsedV1<'a>>), VerifyFailure> {
     if credential.is_empty() {
         return Err(VerifyFailure::new(
             VerificationErrorCode::InvalidFormat,
@@ -1325,7 +1331,10 @@ fn precheck_credential(
             format!("credential must be at most {MAX_CREDENTIAL_BYTES} bytes"),
         ));
     }
-    Ok(credential::route(credential, &rt.macaroon_prefixes()))
+    Ok(credential::route_parsed(
+        credential,
+        &rt.macaroon_prefixes(),
+    ))
 }
 
 fn check_ip(cidrs: &[String], client: Option<IpAddr>) -> Result<(), VerifyFailure> {

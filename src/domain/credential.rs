@@ -1,6 +1,6 @@
 //! Credential routing (spec §6.4): JWT → macaroon → issued v1 → imported.
 
-use super::keys::parse_v1;
+use super::keys::{parse_v1, ParsedV1};
 
 /// Credentials longer than this are refused before any work is done.
 pub const MAX_CREDENTIAL_BYTES: usize = 8192;
@@ -46,8 +46,17 @@ fn looks_like_jwt(s: &str) -> bool {
 }
 
 pub fn route(credential: &str, macaroon_prefixes: &[String]) -> CredentialKind {
+    route_parsed(credential, macaroon_prefixes).0
+}
+
+/// [`route`], also handing back the parsed issued key so that verification
+/// does not parse it a second time.
+pub fn route_parsed<'a>(
+    credential: &'a str,
+    macaroon_prefixes: &[String],
+) -> (CredentialKind, Option<ParsedV1<'a>>) {
     if looks_like_jwt(credential) {
-        return CredentialKind::DerivedJwt;
+        return (CredentialKind::DerivedJwt, None);
     }
     if macaroon_prefixes.iter().any(|p| {
         !p.is_empty()
@@ -55,12 +64,12 @@ pub fn route(credential: &str, macaroon_prefixes: &[String]) -> CredentialKind {
             && credential.starts_with(p.as_str())
             && credential[p.len()..].starts_with("_v1_")
     }) {
-        return CredentialKind::DerivedMacaroon;
+        return (CredentialKind::DerivedMacaroon, None);
     }
-    if parse_v1(credential).is_some() {
-        return CredentialKind::Issued;
+    match parse_v1(credential) {
+        Some(p) => (CredentialKind::Issued, Some(p)),
+        None => (CredentialKind::Imported, None),
     }
-    CredentialKind::Imported
 }
 
 #[cfg(test)]

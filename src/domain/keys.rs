@@ -44,7 +44,13 @@ pub fn is_imported_key_id(s: &str) -> bool {
 
 /// Canonical lowercase hyphenated UUID.
 pub fn is_issued_key_id(s: &str) -> bool {
-    s.len() == 36 && Uuid::parse_str(s).is_ok_and(|u| u.as_hyphenated().to_string() == s)
+    s.len() == 36 && Uuid::parse_str(s).is_ok_and(|u| is_canonical(&u, s))
+}
+
+/// `s` is exactly the lowercase hyphenated form of `u` (no allocation).
+fn is_canonical(u: &Uuid, s: &str) -> bool {
+    let mut buf = [0u8; 36];
+    u.as_hyphenated().encode_lower(&mut buf).as_bytes() == s.as_bytes()
 }
 
 fn checksum_of(prefix: &str, identifier: &str, secret: &Secret) -> [u8; 32] {
@@ -81,18 +87,15 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
     let decoded = bs58::decode(identifier).into_vec().ok()?;
     let text = std::str::from_utf8(&decoded).ok()?;
     let (ts, id) = text.split_once(':')?;
-    if ts.is_empty()
-        || ts.len() > 19
-        || !ts.bytes().all(|b| b.is_ascii_digit())
-        || !is_issued_key_id(id)
-    {
+    if ts.is_empty() || ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) || id.len() != 36 {
         return None;
     }
+    let key_id = Uuid::parse_str(id).ok().filter(|u| is_canonical(u, id))?;
     Some(ParsedV1 {
         prefix,
         identifier,
         checksum,
-        key_id: Uuid::parse_str(id).ok()?,
+        key_id,
         timestamp: ts.parse().ok()?,
     })
 }
@@ -107,7 +110,11 @@ pub fn checksum_matches(parsed: &ParsedV1<'_>, secret: &Secret) -> bool {
 
 /// Parses and verifies against each secret (current first, then retired).
 pub fn verify_v1<'a>(credential: &'a str, secrets: &[&Secret]) -> Option<ParsedV1<'a>> {
-    let parsed = parse_v1(credential)?;
+    verify_parsed(parse_v1(credential)?, secrets)
+}
+
+/// Verifies an already parsed key against each secret (see [`verify_v1`]).
+pub fn verify_parsed<'a>(parsed: ParsedV1<'a>, secrets: &[&Secret]) -> Option<ParsedV1<'a>> {
     // Evaluate every secret so timing does not reveal which one matched.
     let mut ok = false;
     for s in secrets {

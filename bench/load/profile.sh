@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Profiles the talos server on the verify cache-hit path with perf:
+#
+#   bench/load/profile.sh [seconds]      # default 10
+#
+# Seeds BENCH_KEYS (default 20000) keys into a temp SQLite db through the
+# store port, starts `talos serve` (memory cache), warms the cache, then runs
+# wrk (c=32, unpinned) while `perf record` samples the server. Prints the
+# flat profile (top symbols) and leaves perf.data in the output dir.
+# Needs the binaries built by bench/load/run.sh and `perf` (linux-perf).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SECS=${1:-10}
+KEYS=${BENCH_KEYS:-20000}
+LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
+SCRIPT_MODE=${BENCH_PROFILE_MODE:-verify}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/talos-target}
+OUT=${BENCH_OUT:-$ROOT/bench/load/results/profile-$(date -u +%Y%m%dT%H%M%SZ)}
+WORK=$(mktemp -d /var/tmp/talos-prof.XXXXXX)
+SECRET=bench-hmac-secret-0123456789abcdef-0123456789
+mkdir -p "$OUT"
+TALOS=$CARGO_TARGET_DIR/release/talos
+TOOLS=$(cargo bench --bench load_tools --no-run --message-format=json 2>/dev/null |
+  jq -r 'select(.reason == "compiler-artifact" and .target.name == "load_tools" and .executable != null) | .executable' | tail -n 1)
+SERVER=
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$TOOLS" seed "sqlite://$WORK/p.db" "$KEYS" "$WORK/keys.txt" 1
+env -i PATH="$PATH" HOME="$HOME" TALOS_SECRETS_HMAC_CURRENT="$SECRET" \
+  TALOS_DB_DSN="sqlite://$WORK/p.db" TALOS_SERVE_HTTP_HOST=127.0.0.1 TALOS_SERVE_HTTP_PORT=14460 \
+  TALOS_SERVE_METRICS_HOST=127.0.0.1 TALOS_SERVE_METRICS_PORT=14462 \
+  TALOS_CACHE_TYPE=memory TALOS_CACHE_ENABLED=true TALOS_CACHE_TTL=1h \
+  TALOS_CREDENTIALS_ISSUER=bench-issuer TALOS_LOG_LEVEL="$LOG_LEVEL" \
+  "$TALOS" serve >"$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 1 300); do
+  curl -sf -o /dev/null http://127.0.0.1:14462/health/ready && break
+  kill -0 "$SERVER" 2>/dev/null || { echo "talos exited:" >&2; tail -n 5 "$WORK/server.log" >&2; SERVER=; exit 1; }
+  sleep 0.2
+done
+"$TOOLS" warm http://127.0.0.1:14460 "$WORK/keys.txt" 100 "$KEYS" 4
+wrk -t1 -c32 -d"$((SECS + 2))s" -s bench/load/talos.lua http://127.0.0.1:14460 -- "$SCRIPT_MODE" "$WORK/keys.txt" >"$OUT/wrk.txt" 2>&1 &
+WRK=$!
+sleep 1
+perf record -F 1999 -g -p "$SERVER" -o "$OUT/perf.data" -- sleep "$SECS" 2>"$OUT/perf-record.log"
+wait "$WRK" || true
+grep RESULT "$OUT/wrk.txt" || cat "$OUT/wrk.txt"
+perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
+  grep -E '^ +[0-9]' | head -n 60 | tee "$OUT/top-symbols.txt"
+echo "perf data: $OUT/perf.data"
