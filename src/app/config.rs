@@ -495,7 +495,7 @@ const KNOWN_OBJECT_LEAVES: &[(&str, KeyType)] = &[
     ("tracing.sample_rate", KeyType::Float),
 ];
 
-fn env_name(path: &str) -> String {
+pub(crate) fn env_name(path: &str) -> String {
     format!("TALOS_{}", path.replace('.', "_").to_ascii_uppercase())
 }
 

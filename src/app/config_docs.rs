@@ -3,7 +3,7 @@
 //! reference` prints it as Markdown; `docs/configuration.md` is that output,
 //! and a test keeps the two (and the loader's key list) in step.
 
-use super::config::{documented_keys, is_secret_key};
+use super::config::{env_name, is_secret_key};
 
 /// When a change to the key takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +146,8 @@ pub fn reference_markdown() -> String {
          | Key | Default | Environment | Reload | Edition | Meaning |\n\
          | --- | --- | --- | --- | --- | --- |\n",
     );
-    let envs: std::collections::HashMap<String, String> = documented_keys().into_iter().collect();
     for d in KEY_DOCS {
-        let env = envs
-            .get(d.key)
-            .cloned()
-            .unwrap_or_else(|| format!("TALOS_{}", d.key.replace('.', "_").to_uppercase()));
+        let env = env_name(d.key);
         let reload = match d.reload {
             Hot => "hot",
             Restart => "restart",

@@ -10,24 +10,6 @@ use talos::adapters::http::Plane;
 use crate::services::{self, PrivateRedis};
 use crate::TestServer;
 
-async fn verify_h(
-    s: &TestServer,
-    cred: &str,
-    headers: &[(&str, &str)],
-) -> (String, serde_json::Value) {
-    let mut req = s
-        .client
-        .post(s.url("/v2alpha1/admin/apiKeys:verify"))
-        .json(&json!({ "credential": cred }));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let cache = r.headers()["ory-talos-cache"].to_str().unwrap().to_string();
-    (cache, r.json().await.unwrap())
-}
-
 #[cfg(feature = "cache-memory")]
 #[tokio::test]
 async fn memory_cache_hits_and_revocation_evicts() {
@@ -40,25 +22,25 @@ async fn memory_cache_hits_and_revocation_evicts() {
     )
     .await;
     let (id, secret) = s.issue("c", "u").await;
-    let (c, v) = verify_h(&s, &secret, &[]).await;
+    let (c, v) = s.verify_cached(&secret, &[]).await;
     assert_eq!((c.as_str(), v["is_valid"].as_bool()), ("MISS", Some(true)));
-    let (c, v) = verify_h(&s, &secret, &[]).await;
+    let (c, v) = s.verify_cached(&secret, &[]).await;
     assert_eq!((c.as_str(), v["is_valid"].as_bool()), ("HIT", Some(true)));
     assert_eq!(
-        verify_h(&s, &secret, &[("cache-control", "no-cache")])
+        s.verify_cached(&secret, &[("cache-control", "no-cache")])
             .await
             .0,
         "SKIP"
     );
     assert_eq!(
-        verify_h(&s, &secret, &[("pragma", "no-cache")]).await.0,
+        s.verify_cached(&secret, &[("pragma", "no-cache")]).await.0,
         "SKIP"
     );
     // A forged variant of a cached key never hits the cache.
     let mut forged = secret.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'x' { 'y' } else { 'x' });
-    let (_, v) = verify_h(&s, &forged, &[]).await;
+    let (_, v) = s.verify_cached(&forged, &[]).await;
     assert_eq!(v["error_code"], "VERIFICATION_ERROR_NOT_FOUND");
     // Revocation evicts: the next verification sees it at once.
     s.post(
@@ -66,11 +48,11 @@ async fn memory_cache_hits_and_revocation_evicts() {
         json!({}),
     )
     .await;
-    let (c, v) = verify_h(&s, &secret, &[]).await;
+    let (c, v) = s.verify_cached(&secret, &[]).await;
     assert_eq!(c, "MISS");
     assert_eq!(v["error_code"], "VERIFICATION_ERROR_REVOKED");
     // Failures are not cached.
-    let (c, _) = verify_h(&s, &secret, &[]).await;
+    let (c, _) = s.verify_cached(&secret, &[]).await;
     assert_eq!(c, "MISS");
 }
 
@@ -112,9 +94,9 @@ async fn redis_invalidation_reaches_other_nodes_within_a_second() {
     let (id, secret) = a.issue("shared", "u").await;
     // Let the Redis connections and subscriptions come up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(verify_h(&b, &secret, &[]).await.0, "MISS");
-    assert_eq!(verify_h(&b, &secret, &[]).await.0, "HIT");
-    let (c, _) = verify_h(&a, &secret, &[]).await;
+    assert_eq!(b.verify_cached(&secret, &[]).await.0, "MISS");
+    assert_eq!(b.verify_cached(&secret, &[]).await.0, "HIT");
+    let (c, _) = a.verify_cached(&secret, &[]).await;
     assert_eq!(c, "HIT", "node A reads the entry B wrote to Redis");
     a.post(
         &format!("/v2alpha1/admin/issuedApiKeys/{id}:revoke"),
@@ -123,7 +105,7 @@ async fn redis_invalidation_reaches_other_nodes_within_a_second() {
     .await;
     let start = Instant::now();
     loop {
-        let (_, v) = verify_h(&b, &secret, &[]).await;
+        let (_, v) = b.verify_cached(&secret, &[]).await;
         if v["error_code"] == "VERIFICATION_ERROR_REVOKED" {
             break;
         }
@@ -155,15 +137,15 @@ async fn redis_outage_degrades_to_the_database_and_recovers() {
     let (_, k1) = s.issue("one", "u").await;
     let (_, k2) = s.issue("two", "u").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    verify_h(&s, &k1, &[]).await;
-    assert_eq!(verify_h(&s, &k1, &[]).await.0, "HIT");
+    s.verify_cached(&k1, &[]).await;
+    assert_eq!(s.verify_cached(&k1, &[]).await.0, "HIT");
 
     redis.kill();
     // Cached keys keep verifying (L1); uncached keys fall back to the
     // database; nothing waits much longer than the Redis timeout.
     for cred in [&k1, &k2, &k2] {
         let t = Instant::now();
-        let (_, v) = verify_h(&s, cred, &[]).await;
+        let (_, v) = s.verify_cached(cred, &[]).await;
         assert_eq!(v["is_valid"], true, "{v}");
         assert!(
             t.elapsed() < Duration::from_millis(1500),
@@ -177,7 +159,7 @@ async fn redis_outage_degrades_to_the_database_and_recovers() {
     let mut recovered = false;
     for _ in 0..50 {
         let probe = s.issue("probe", "u").await.1;
-        verify_h(&s, &probe, &[]).await;
+        s.verify_cached(&probe, &[]).await;
         let mut c = redis::Client::open(format!("redis://{}", redis.addr()))
             .unwrap()
             .get_multiplexed_async_connection()

@@ -10,35 +10,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::binary::{spawn, wait_ready, Proc};
+use crate::list_all;
 
 const CHUNK: usize = 100;
 
 fn sigkill(p: &mut Proc) {
     p.child.kill().unwrap();
     p.child.wait().unwrap();
-}
-
-async fn list_all(base: &str, collection: &str, field: &str) -> Vec<Value> {
-    let c = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let v: Value = c
-            .get(format!(
-                "{base}/v2alpha1/admin/{collection}?page_size=1000&page_token={token}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.extend(v[field].as_array().cloned().unwrap_or_default());
-        match v["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() => token = t.to_string(),
-            _ => return out,
-        }
-    }
 }
 
 fn chunk_body(chunk: usize) -> Value {

@@ -8,6 +8,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::binary::{sigterm, spawn, stderr_of, wait_ready};
+use crate::list_all;
 
 struct Tmpfs(std::path::PathBuf);
 
@@ -44,23 +45,9 @@ async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
 }
 
 async fn count(base: &str) -> usize {
-    let mut n = 0;
-    let mut token = String::new();
-    loop {
-        let v: Value = reqwest::get(format!(
-            "{base}/v2alpha1/admin/importedApiKeys?page_size=1000&page_token={token}"
-        ))
+    list_all(base, "importedApiKeys", "imported_api_keys")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        n += v["imported_api_keys"].as_array().map_or(0, Vec::len);
-        match v["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() => token = t.into(),
-            _ => return n,
-        }
-    }
+        .len()
 }
 
 fn batch(from: usize, n: usize) -> Value {

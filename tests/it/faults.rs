@@ -12,23 +12,6 @@ use crate::services::pg::FreshDb;
 use crate::services::{Cut, CutProxy};
 use crate::TestServer;
 
-async fn verify(s: &TestServer, cred: &str) -> (String, serde_json::Value) {
-    let r = s
-        .client
-        .post(format!("{}/v2alpha1/admin/apiKeys:verify", s.base))
-        .json(&json!({ "credential": cred }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "verify always answers 200");
-    let cache = r
-        .headers()
-        .get("ory-talos-cache")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (cache, r.json().await.unwrap())
-}
-
 async fn ready(s: &TestServer) -> u16 {
     s.client
         .get(format!("{}/health/ready", s.ops))
@@ -63,12 +46,12 @@ async fn outage_and_recovery(how: Cut) {
     assert_eq!(ready(&s).await, 200);
     let (_, cached) = s.issue("cached", "u").await;
     let (_, uncached) = s.issue("uncached", "u").await;
-    verify(&s, &cached).await;
-    assert_eq!(verify(&s, &cached).await.0, "HIT");
+    s.verify_cached(&cached, &[]).await;
+    assert_eq!(s.verify_cached(&cached, &[]).await.0, "HIT");
 
     // A key revoked before the outage: it must never come back as valid.
     let (revoked_id, revoked) = s.issue("revoked", "u").await;
-    verify(&s, &revoked).await;
+    s.verify_cached(&revoked, &[]).await;
     let (st, _) = s
         .post(
             &format!("/v2alpha1/admin/issuedApiKeys/{revoked_id}:revoke"),
@@ -121,7 +104,7 @@ async fn outage_and_recovery(how: Cut) {
 
     // A cached key keeps verifying with the database gone.
     let t = Instant::now();
-    let (cache, v) = verify(&s, &cached).await;
+    let (cache, v) = s.verify_cached(&cached, &[]).await;
     assert_eq!(
         (cache.as_str(), v["is_valid"].as_bool()),
         ("HIT", Some(true)),
@@ -131,7 +114,7 @@ async fn outage_and_recovery(how: Cut) {
 
     // A miss gets a clear internal error, not a hang and not "not found".
     let t = Instant::now();
-    let (_, v) = verify(&s, &uncached).await;
+    let (_, v) = s.verify_cached(&uncached, &[]).await;
     assert_eq!(v["is_valid"], false, "{v}");
     assert_eq!(v["error_code"], "VERIFICATION_ERROR_INTERNAL", "{v}");
     assert!(t.elapsed() < HANG, "verify took {:?}", t.elapsed());
@@ -156,7 +139,7 @@ async fn outage_and_recovery(how: Cut) {
         assert!(t.elapsed() < Duration::from_secs(30), "no recovery");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (_, v) = verify(&s, &uncached).await;
+    let (_, v) = s.verify_cached(&uncached, &[]).await;
     assert_eq!(v["is_valid"], true, "recovered without a restart: {v}");
     let (st, body) = s
         .post(

@@ -187,6 +187,26 @@ impl TestServer {
         )
     }
 
+    /// Verify with extra request headers; returns the `Ory-Talos-Cache`
+    /// header (HIT/MISS/SKIP) and the body.
+    pub async fn verify_cached(
+        &self,
+        credential: &str,
+        headers: &[(&str, &str)],
+    ) -> (String, Value) {
+        let mut req = self
+            .client
+            .post(self.url("/v2alpha1/admin/apiKeys:verify"))
+            .json(&json!({ "credential": credential }));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "verify always answers 200");
+        let cache = r.headers()["ory-talos-cache"].to_str().unwrap().to_string();
+        (cache, r.json().await.unwrap())
+    }
+
     pub async fn verify(&self, credential: &str) -> Value {
         let (st, v) = self
             .post(
@@ -254,4 +274,29 @@ pub fn assert_error(st: u16, v: &Value, code: u16, status: &str, reason: &str) {
 #[allow(dead_code)]
 pub fn addr(s: &str) -> SocketAddr {
     s.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Every row of an admin collection (`issuedApiKeys`/`importedApiKeys`),
+/// following `next_page_token` to the end.
+pub async fn list_all(base: &str, collection: &str, field: &str) -> Vec<Value> {
+    let c = reqwest::Client::new();
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let v: Value = c
+            .get(format!(
+                "{base}/v2alpha1/admin/{collection}?page_size=1000&page_token={token}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(v[field].as_array().cloned().unwrap_or_default());
+        match v["next_page_token"].as_str() {
+            Some(t) if !t.is_empty() => token = t.to_string(),
+            _ => return out,
+        }
+    }
 }
