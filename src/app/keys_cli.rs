@@ -790,34 +790,43 @@ async fn list(
     Ok(())
 }
 
+/// `GET <base>/<key_id>`, printed (issued and imported keys alike).
+async fn get_key(c: &Client, fmt: Format, q: bool, base: &str, key_id: &str) -> CliResult<()> {
+    let v = c
+        .call(
+            reqwest::Method::GET,
+            &format!("{base}/{}", pathseg(key_id)),
+            None,
+            &[],
+        )
+        .await?;
+    print(fmt, q, &v, &["key_id"]);
+    Ok(())
+}
+
+/// `PATCH <base>/<key_id>?update_mask=…` with the fields given, printed.
+async fn update_key(c: &Client, fmt: Format, q: bool, base: &str, u: &UpdateArgs) -> CliResult<()> {
+    let (mask, body) = update_body(u)?;
+    let path = format!(
+        "{base}/{}?update_mask={}",
+        pathseg(&u.key_id),
+        urlencode(&mask)
+    );
+    let v = c
+        .call(reqwest::Method::PATCH, &path, Some(body), &[])
+        .await?;
+    print(fmt, q, &v, &["key_id"]);
+    Ok(())
+}
+
 async fn issued(c: &Client, fmt: Format, q: bool, action: IssuedAction) -> CliResult<()> {
     use reqwest::Method as M;
     const BASE: &str = "/v2alpha1/admin/issuedApiKeys";
     match action {
         IssuedAction::Issue(_) => unreachable!("handled by the caller"),
-        IssuedAction::Get { key_id } => {
-            let v = c
-                .call(M::GET, &format!("{BASE}/{}", pathseg(&key_id)), None, &[])
-                .await?;
-            print(fmt, q, &v, &["key_id"]);
-        }
+        IssuedAction::Get { key_id } => get_key(c, fmt, q, BASE, &key_id).await?,
         IssuedAction::List(a) => list(c, fmt, q, BASE, "issued_api_keys", &a).await?,
-        IssuedAction::Update(u) => {
-            let (mask, body) = update_body(&u)?;
-            let v = c
-                .call(
-                    M::PATCH,
-                    &format!(
-                        "{BASE}/{}?update_mask={}",
-                        pathseg(&u.key_id),
-                        urlencode(&mask)
-                    ),
-                    Some(body),
-                    &[],
-                )
-                .await?;
-            print(fmt, q, &v, &["key_id"]);
-        }
+        IssuedAction::Update(u) => update_key(c, fmt, q, BASE, &u).await?,
         IssuedAction::Rotate {
             key_id,
             name,
@@ -889,29 +898,9 @@ async fn imported(c: &Client, fmt: Format, q: bool, action: ImportedAction) -> C
             print(fmt, q, &v, &["key_id"]);
         }
         ImportedAction::BatchImport(b) => batch_import(c, fmt, q, b).await?,
-        ImportedAction::Get { key_id } => {
-            let v = c
-                .call(M::GET, &format!("{BASE}/{}", pathseg(&key_id)), None, &[])
-                .await?;
-            print(fmt, q, &v, &["key_id"]);
-        }
+        ImportedAction::Get { key_id } => get_key(c, fmt, q, BASE, &key_id).await?,
         ImportedAction::List(a) => list(c, fmt, q, BASE, "imported_api_keys", &a).await?,
-        ImportedAction::Update(u) => {
-            let (mask, body) = update_body(&u)?;
-            let v = c
-                .call(
-                    M::PATCH,
-                    &format!(
-                        "{BASE}/{}?update_mask={}",
-                        pathseg(&u.key_id),
-                        urlencode(&mask)
-                    ),
-                    Some(body),
-                    &[],
-                )
-                .await?;
-            print(fmt, q, &v, &["key_id"]);
-        }
+        ImportedAction::Update(u) => update_key(c, fmt, q, BASE, &u).await?,
         ImportedAction::Revoke(r) => {
             c.call(
                 M::POST,
