@@ -10,7 +10,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOpti
 use sqlx::Executor;
 
 use super::common::{self, bind_args, bind_key, Placeholders};
-use super::rows::{map_db_error, nid_str, KeyParams, KeyRow, TxError};
+use super::rows::{map_db_error, nid_str, retry_serialization, KeyParams, KeyRow, TxError};
 use crate::adapters::apply_revocation;
 use crate::adapters::store::{OpenError, PoolConfig};
 use crate::domain::{
@@ -19,6 +19,12 @@ use crate::domain::{
 use crate::ports::{BatchInsertOutcome, KeyStore, MigrationStatus, StoreError};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/mysql");
+
+/// Runs of a write (insert, revoke, rotate, batch import).
+/// InnoDB may pick one of two contending transactions as a deadlock victim
+/// (ER_LOCK_DEADLOCK, SQLSTATE 40001) and roll it back whole; running it
+/// again is the documented remedy, so the caller never sees it.
+const MAX_ATTEMPTS: u32 = 5;
 
 const GET_ISSUED: &str = concat!(
     "SELECT ",
@@ -290,8 +296,13 @@ fn is_primary_key_duplicate(e: &sqlx::Error) -> bool {
 #[async_trait]
 impl KeyStore for MysqlKeyStore {
     async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_db_error)?;
-        Self::insert_in(&mut conn, key).await.map_err(map_db_error)
+        // Concurrent inserts racing on the same unique request_id can also
+        // be picked as deadlock victims.
+        retry_serialization(MAX_ATTEMPTS, || async {
+            let mut conn = self.pool.acquire().await?;
+            Ok(Self::insert_in(&mut conn, key).await?)
+        })
+        .await
     }
 
     async fn get(
@@ -394,9 +405,10 @@ impl KeyStore for MysqlKeyStore {
         description: &str,
         now: Timestamp,
     ) -> Result<ApiKey, StoreError> {
-        Ok(self
-            .revoke_tx(nid, kind, key_id, reason, description, now)
-            .await?)
+        retry_serialization(MAX_ATTEMPTS, || {
+            self.revoke_tx(nid, kind, key_id, reason, description, now)
+        })
+        .await
     }
 
     async fn rotate(
@@ -406,7 +418,10 @@ impl KeyStore for MysqlKeyStore {
         new_key: &ApiKey,
         now: Timestamp,
     ) -> Result<ApiKey, StoreError> {
-        Ok(self.rotate_tx(nid, old_key_id, new_key, now).await?)
+        retry_serialization(MAX_ATTEMPTS, || {
+            self.rotate_tx(nid, old_key_id, new_key, now)
+        })
+        .await
     }
 
     async fn delete(&self, nid: NetworkId, kind: KeyKind, key_id: &str) -> Result<(), StoreError> {
@@ -429,7 +444,7 @@ impl KeyStore for MysqlKeyStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.batch_tx(keys).await?)
+        retry_serialization(MAX_ATTEMPTS, || self.batch_tx(keys)).await
     }
 
     async fn count_active(&self, nid: NetworkId, cap: u64) -> Result<u64, StoreError> {

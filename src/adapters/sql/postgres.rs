@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -12,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, PgConnection};
 
 use super::common::{self, bind_args, bind_key, Placeholders};
-use super::rows::{db_code, map_db_error, nid_str, KeyParams, KeyRow, TxError};
+use super::rows::{map_db_error, nid_str, retry_serialization, KeyParams, KeyRow, TxError};
 use crate::adapters::apply_revocation;
 use crate::adapters::store::{OpenError, PoolConfig};
 use crate::domain::{
@@ -130,29 +129,14 @@ impl PostgresKeyStore {
             .map_err(map_db_error)
     }
 
-    /// Runs `f` (one whole transaction) again on a serialization failure
-    /// (SQLSTATE 40001), with a small exponential backoff, up to
-    /// `max_attempts` times. CockroachDB needs this for every write.
-    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
+    /// Runs one whole write transaction, retried on SQLSTATE 40001 as the
+    /// flavor allows (CockroachDB needs this for every write).
+    async fn retry<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, TxError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Err(TxError::Db(e))
-                    if attempt < self.flavor.max_attempts
-                        && db_code(&e).as_deref() == Some("40001") =>
-                {
-                    let base = 10u64 << attempt; // 20, 40, 80, 160 ms
-                    let jitter = rand::random::<u64>() % base;
-                    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-                    attempt += 1;
-                }
-                other => return other.map_err(StoreError::from),
-            }
-        }
+        retry_serialization(self.flavor.max_attempts, f).await
     }
 
     async fn insert_in(conn: &mut PgConnection, key: &ApiKey) -> Result<(), sqlx::Error> {

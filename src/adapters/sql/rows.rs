@@ -165,8 +165,38 @@ impl From<TxError> for StoreError {
     }
 }
 
+/// Runs `f` (one whole transaction) again while it fails with SQLSTATE
+/// 40001 — a serialization failure on PostgreSQL/CockroachDB, a deadlock
+/// (ER_LOCK_DEADLOCK, 1213) on MySQL/MariaDB, where InnoDB has already
+/// rolled the transaction back — with a small jittered exponential backoff
+/// (20, 40, 80, 160 ms bases), up to `max_attempts` runs in all.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn retry_serialization<T, F, Fut>(
+    max_attempts: u32,
+    mut f: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, TxError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(TxError::Db(e))
+                if attempt < max_attempts && db_code(&e).as_deref() == Some("40001") =>
+            {
+                let base = 10u64 << attempt;
+                let jitter = rand::random::<u64>() % base;
+                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+                attempt += 1;
+            }
+            other => return other.map_err(StoreError::from),
+        }
+    }
+}
+
 /// SQLSTATE / driver code of a database error, if it is one.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn db_code(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
@@ -233,4 +263,88 @@ fn is_timeout_code(code: &str, _d: &dyn sqlx::error::DatabaseError) -> bool {
         return matches!(m.number(), 1969 | 3024 | 1205 | 1317);
     }
     false
+}
+
+#[cfg(all(test, any(feature = "postgres", feature = "mysql")))]
+mod retry_tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct FakeDbError(&'static str);
+
+    impl std::fmt::Display for FakeDbError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fake {}", self.0)
+        }
+    }
+    impl std::error::Error for FakeDbError {}
+    impl sqlx::error::DatabaseError for FakeDbError {
+        fn message(&self) -> &str {
+            "Deadlock found when trying to get lock; try restarting transaction"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn db(code: &'static str) -> TxError {
+        TxError::Db(sqlx::Error::Database(Box::new(FakeDbError(code))))
+    }
+
+    /// Fails with `code` for the first `failures` runs, then succeeds.
+    async fn run(max: u32, code: &'static str, failures: u32) -> (Result<u32, StoreError>, u32) {
+        let runs = AtomicU32::new(0);
+        let r = retry_serialization(max, || async {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            if n <= failures {
+                Err(db(code))
+            } else {
+                Ok(n)
+            }
+        })
+        .await;
+        (r, runs.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn deadlock_victims_run_again_until_they_commit() {
+        let (r, runs) = run(5, "40001", 3).await;
+        assert_eq!(r.unwrap(), 4);
+        assert_eq!(runs, 4);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_attempts_with_the_database_error() {
+        let (r, runs) = run(3, "40001", 10).await;
+        assert_eq!(runs, 3);
+        assert!(
+            matches!(r, Err(StoreError::Other(ref m)) if m.contains("Deadlock")),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_errors_and_single_attempt_flavors_are_not_retried() {
+        let (r, runs) = run(5, "23505", 10).await;
+        assert_eq!(runs, 1);
+        assert!(r.is_err());
+        let (r, runs) = run(1, "40001", 10).await;
+        assert_eq!(runs, 1);
+        assert!(r.is_err());
+    }
 }
