@@ -26,6 +26,7 @@ use tracing::{info_span, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::app::config::TracingSettings;
+use crate::domain::view::KeyView;
 use crate::domain::{ApiKey, KeyKind, ListFilter, NetworkId, RevocationReason, Timestamp};
 use crate::ports::{
     BatchInsertOutcome, CacheError, KeyCache, KeyStore, MigrationStatus, StoreError,
@@ -357,7 +358,7 @@ impl TracedCache {
 
 #[async_trait]
 impl KeyCache for TracedCache {
-    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<ApiKey>, CacheError> {
+    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<Arc<KeyView>>, CacheError> {
         let span = info_span!(target: "talos::cache", "cache.get", cache.system = self.inner.name(), cache.hit = Empty);
         let out = self.inner.get(nid, key_id).instrument(span.clone()).await;
         if let Ok(hit) = &out {
@@ -365,7 +366,7 @@ impl KeyCache for TracedCache {
         }
         out
     }
-    async fn put(&self, key: &ApiKey, ttl: Duration) -> Result<(), CacheError> {
+    async fn put(&self, key: Arc<KeyView>, ttl: Duration) -> Result<(), CacheError> {
         let span =
             info_span!(target: "talos::cache", "cache.put", cache.system = self.inner.name());
         self.inner.put(key, ttl).instrument(span).await

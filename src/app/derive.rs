@@ -14,7 +14,8 @@ use crate::domain::credential::{CredentialKind, MAX_CREDENTIAL_BYTES};
 use crate::domain::derived::{self, ClaimError, DeriveInput, DerivedClaims};
 use crate::domain::duration::format_go_duration;
 use crate::domain::secrets::{hmac_derive, MACAROON_ROOT_KEY_LABEL};
-use crate::domain::{KeyStatus, Secret, Timestamp, TokenAlgorithm, VerificationErrorCode};
+use crate::domain::view::{metadata_json, KeyView, KeyViewParts};
+use crate::domain::{KeyKind, KeyStatus, Secret, Timestamp, TokenAlgorithm, VerificationErrorCode};
 use crate::ports::TokenKeys;
 
 pub struct DeriveRequest {
@@ -115,16 +116,24 @@ impl App {
             }
             IpCheck::BadConfig => return Err(signature_invalid()),
         }
-        Ok(Verified {
-            kind,
-            key_id: id.key_id,
-            actor_id: id.actor_id,
-            scopes: id.scopes,
-            metadata: id.metadata,
-            expires_at: id.expires_at,
+        let metadata = metadata_json(&id.metadata);
+        let view = KeyView::new(KeyViewParts {
+            nid: ctx.nid,
+            kind: KeyKind::Issued,
             status: KeyStatus::Active,
             visibility: id.visibility,
+            expires_at: id.expires_at,
             rate_limit: None,
+            key_id: &id.key_id,
+            actor_id: &id.actor_id,
+            metadata_json: &metadata,
+            scopes: &id.scopes,
+            allowed_cidrs: &[],
+        });
+        Ok(Verified {
+            kind,
+            key: Arc::new(view),
+            visibility: id.visibility,
             audiences: id.audiences,
         })
     }
@@ -284,7 +293,7 @@ impl App {
             }
         };
         self.store()
-            .get(ctx.nid, kind, &v.key_id)
+            .get(ctx.nid, kind, v.key_id())
             .await
             .map_err(|e| AppError::store("verify API key", e))?
             .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "verify API key"))

@@ -19,6 +19,7 @@ use crate::domain::credential::{self, CredentialKind, MAX_CREDENTIAL_BYTES};
 use crate::domain::duration::{format_go_duration, MAX_TTL, MIN_TTL};
 use crate::domain::keys;
 use crate::domain::page_token::{self, PageTokenBinding, PageTokenError, PAGE_TOKEN_MAX_AGE};
+use crate::domain::view::KeyView;
 use crate::domain::{
     ApiKey, BatchImportErrorCode, KeyKind, KeyStatus, KeyVisibility, ListFilter, NetworkId,
     RateLimitPolicy, RevocationReason, Secret, Timestamp, VerificationErrorCode,
@@ -126,35 +127,34 @@ pub struct Page {
     pub next_page_token: String,
 }
 
-/// A successful verification, whatever the credential type.
+/// A successful verification, whatever the credential type: the key's
+/// shared view (for a stored key, the very object the cache holds).
 #[derive(Clone, Debug)]
 pub struct Verified {
     pub kind: CredentialKind,
-    pub key_id: String,
-    pub actor_id: String,
-    pub scopes: Vec<String>,
-    pub metadata: Map<String, Value>,
-    pub expires_at: Option<Timestamp>,
-    pub status: KeyStatus,
+    pub key: Arc<KeyView>,
+    /// As reported: stored keys are normalised to PUBLIC or SECRET.
     pub visibility: KeyVisibility,
-    pub rate_limit: Option<RateLimitPolicy>,
     pub audiences: Vec<String>,
 }
 
 impl Verified {
-    fn from_key(kind: CredentialKind, k: &ApiKey) -> Self {
+    fn from_view(kind: CredentialKind, key: Arc<KeyView>) -> Self {
         Verified {
             kind,
-            key_id: k.key_id.clone(),
-            actor_id: k.actor_id.clone(),
-            scopes: k.scopes.clone(),
-            metadata: k.metadata.clone(),
-            expires_at: k.expires_at,
-            status: KeyStatus::Active,
-            visibility: normalize_visibility(k.visibility),
-            rate_limit: k.rate_limit.clone(),
+            visibility: normalize_visibility(key.visibility),
+            key,
             audiences: Vec::new(),
         }
+    }
+
+    pub fn key_id(&self) -> &str {
+        self.key.key_id()
+    }
+
+    /// Always ACTIVE: anything else is not a successful verification.
+    pub fn status(&self) -> KeyStatus {
+        KeyStatus::Active
     }
 }
 
@@ -1053,7 +1053,7 @@ impl App {
         ctx: &RequestCtx,
         v: &Verified,
     ) -> Result<Option<RateInfo>, RateInfo> {
-        let (Some(limiter), Some(policy)) = (&self.limiter, &v.rate_limit) else {
+        let (Some(limiter), Some(policy)) = (&self.limiter, &v.key.rate_limit) else {
             return Ok(None);
         };
         if !self.settings().rate_limit_enabled {
@@ -1064,7 +1064,7 @@ impl App {
             .map(|w| w.saturating_mul(1000))
             .unwrap_or(crate::domain::ratelimit::DEFAULT_WINDOW_MS);
         match limiter
-            .check(ctx.nid, &v.key_id, policy.quota, window_ms)
+            .check(ctx.nid, v.key_id(), policy.quota, window_ms)
             .await
         {
             Ok(d) => {
@@ -1123,10 +1123,11 @@ impl App {
             match self.cache.get(ctx.nid, &key_id).await {
                 Ok(Some(cached))
                     if cached.kind == key_kind
-                        && access::check_status(&cached, self.now()).is_ok() =>
+                        && access::check_state(cached.status, cached.expires_at, self.now())
+                            .is_ok() =>
                 {
-                    let result = check_ip(&cached.allowed_cidrs, ctx.client_ip)
-                        .map(|()| Verified::from_key(kind, &cached));
+                    let result = check_ip(cached.allowed_cidrs(), ctx.client_ip)
+                        .map(|()| Verified::from_view(kind, cached));
                     return VerifyOutcome {
                         result,
                         cache: CacheStatus::Hit,
@@ -1148,9 +1149,9 @@ impl App {
         if let Err(f) = self.check_key(ctx, &key) {
             return VerifyOutcome::fail(f, status);
         }
-        self.after_verified(ctx, &rt, &key, cache_on).await;
+        let view = self.after_verified(ctx, &rt, &key, cache_on).await;
         VerifyOutcome {
-            result: Ok(Verified::from_key(kind, &key)),
+            result: Ok(Verified::from_view(kind, view)),
             cache: status,
             rate: None,
         }
@@ -1162,11 +1163,12 @@ impl App {
         rt: &RuntimeSettings,
         key: &ApiKey,
         cache_on: bool,
-    ) {
+    ) -> Arc<KeyView> {
         let now = self.now();
+        let view = Arc::new(KeyView::of(key));
         if cache_on && ctx.cache != CacheDirective::NoStore {
             if let Some(ttl) = access::cache_ttl(key.expires_at, rt.cache_ttl, now) {
-                if let Err(e) = self.cache.put(key, ttl).await {
+                if let Err(e) = self.cache.put(view.clone(), ttl).await {
                     tracing::warn!(error = %e, "cache write failed");
                 }
             }
@@ -1179,6 +1181,7 @@ impl App {
                 q.record(key.nid, key.kind, &key.key_id);
             }
         }
+        view
     }
 
     pub async fn batch_verify(
@@ -1337,7 +1340,10 @@ fn precheck_credential<'a>(
     ))
 }
 
-fn check_ip(cidrs: &[String], client: Option<IpAddr>) -> Result<(), VerifyFailure> {
+fn check_ip<S: AsRef<str>>(
+    cidrs: impl IntoIterator<Item = S>,
+    client: Option<IpAddr>,
+) -> Result<(), VerifyFailure> {
     match access::check_ip(cidrs, client) {
         IpCheck::Allowed => Ok(()),
         IpCheck::Denied => Err(VerifyFailure::new(

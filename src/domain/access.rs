@@ -21,12 +21,21 @@ pub enum StatusError {
 
 /// Revoked is checked before expired; any status but ACTIVE fails.
 pub fn check_status(key: &ApiKey, now: Timestamp) -> Result<(), StatusError> {
-    match key.status {
+    check_state(key.status, key.expires_at, now)
+}
+
+/// [`check_status`] on the two fields it reads.
+pub fn check_state(
+    status: KeyStatus,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<(), StatusError> {
+    match status {
         KeyStatus::Active => {}
         KeyStatus::Revoked => return Err(StatusError::Revoked),
         other => return Err(StatusError::BadStatus(other.as_i32())),
     }
-    match key.expires_at {
+    match expires_at {
         Some(exp) if now > exp => Err(StatusError::Expired),
         _ => Ok(()),
     }
@@ -105,22 +114,28 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Fail-closed IP allow-list check.
-pub fn check_ip(allowed_cidrs: &[String], client: Option<IpAddr>) -> IpCheck {
-    if allowed_cidrs.is_empty() {
+pub fn check_ip<S: AsRef<str>>(
+    allowed_cidrs: impl IntoIterator<Item = S>,
+    client: Option<IpAddr>,
+) -> IpCheck {
+    let mut cidrs = allowed_cidrs.into_iter().peekable();
+    if cidrs.peek().is_none() {
         return IpCheck::Allowed;
     }
     let Some(client) = client else {
         return IpCheck::UnknownClient;
     };
     let client = canonical(client);
-    let mut nets = Vec::with_capacity(allowed_cidrs.len());
-    for c in allowed_cidrs {
-        match c.parse::<IpNet>() {
-            Ok(n) => nets.push(n),
+    // Every entry must parse (a bad one is a configuration error even when
+    // an earlier one matched).
+    let mut allowed = false;
+    for c in cidrs {
+        match c.as_ref().parse::<IpNet>() {
+            Ok(n) => allowed |= n.contains(&client),
             Err(_) => return IpCheck::BadConfig,
         }
     }
-    if nets.iter().any(|n| n.contains(&client)) {
+    if allowed {
         IpCheck::Allowed
     } else {
         IpCheck::Denied
@@ -224,38 +239,38 @@ mod tests {
     fn ip_table_15_3() {
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(check_ip(&[], ip("10.0.0.1")), IpCheck::Allowed);
+        assert_eq!(check_ip(&[] as &[&str], ip("10.0.0.1")), IpCheck::Allowed);
         assert_eq!(
-            check_ip(&l(&["192.168.1.0/24"]), ip("192.168.1.42")),
+            check_ip(l(&["192.168.1.0/24"]), ip("192.168.1.42")),
             IpCheck::Allowed
         );
         assert_eq!(
-            check_ip(&l(&["10.0.0.0/8", "192.168.1.0/24"]), ip("192.168.1.10")),
+            check_ip(l(&["10.0.0.0/8", "192.168.1.0/24"]), ip("192.168.1.10")),
             IpCheck::Allowed
         );
         assert_eq!(
-            check_ip(&l(&["192.168.1.0/24"]), ip("10.0.0.1")),
+            check_ip(l(&["192.168.1.0/24"]), ip("10.0.0.1")),
             IpCheck::Denied
         );
         assert_eq!(
-            check_ip(&l(&["10.0.0.0/8", "192.168.1.0/24"]), ip("203.0.113.1")),
+            check_ip(l(&["10.0.0.0/8", "192.168.1.0/24"]), ip("203.0.113.1")),
             IpCheck::Denied
         );
         assert_eq!(
-            check_ip(&l(&["192.168.1.0/24"]), None),
+            check_ip(l(&["192.168.1.0/24"]), None),
             IpCheck::UnknownClient
         );
         assert_eq!(
-            check_ip(&l(&["192.168.1.0/24"]), ip("::ffff:192.168.1.9")),
+            check_ip(l(&["192.168.1.0/24"]), ip("::ffff:192.168.1.9")),
             IpCheck::Allowed,
             "v4-mapped v6"
         );
         assert_eq!(
-            check_ip(&l(&["2001:db8::/32"]), ip("2001:db8::5")),
+            check_ip(l(&["2001:db8::/32"]), ip("2001:db8::5")),
             IpCheck::Allowed
         );
         assert_eq!(
-            check_ip(&l(&["garbage"]), ip("10.0.0.1")),
+            check_ip(l(&["garbage"]), ip("10.0.0.1")),
             IpCheck::BadConfig
         );
     }

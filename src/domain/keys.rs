@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256, Sha512_256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::base58;
 use super::model::{NetworkId, Secret};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -63,11 +64,20 @@ fn checksum_of(prefix: &str, identifier: &str, secret: &Secret) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Base58 text of a 32-byte checksum (at most 44 characters).
+fn checksum_text<'o>(sum: &[u8; 32], out: &'o mut [u8; 48]) -> &'o str {
+    base58::encode_into(sum, out).expect("32 bytes fit 48 characters")
+}
+
 /// Mints an issued key.
 pub fn generate_v1(prefix: &str, key_id: Uuid, unix_secs: i64, secret: &Secret) -> String {
     let payload = format!("{unix_secs}:{}", key_id.as_hyphenated());
-    let identifier = bs58::encode(payload.as_bytes()).into_string();
-    let checksum = bs58::encode(checksum_of(prefix, &identifier, secret)).into_string();
+    let mut buf = [0u8; 128];
+    let identifier = base58::encode_into(payload.as_bytes(), &mut buf)
+        .expect("a 20-digit timestamp and a UUID fit")
+        .to_string();
+    let mut sum = [0u8; 48];
+    let checksum = checksum_text(&checksum_of(prefix, &identifier, secret), &mut sum);
     format!("{prefix}_v1_{identifier}_{checksum}")
 }
 
@@ -84,8 +94,9 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
     {
         return None;
     }
-    let decoded = bs58::decode(identifier).into_vec().ok()?;
-    let text = std::str::from_utf8(&decoded).ok()?;
+    let mut buf = [0u8; base58::MAX_BYTES];
+    let decoded = base58::decode_into(identifier, &mut buf)?;
+    let text = std::str::from_utf8(decoded).ok()?;
     let (ts, id) = text.split_once(':')?;
     if ts.is_empty() || ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) || id.len() != 36 {
         return None;
@@ -102,8 +113,11 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
 
 /// Constant-time check of the presented checksum under one secret.
 pub fn checksum_matches(parsed: &ParsedV1<'_>, secret: &Secret) -> bool {
-    let expected =
-        bs58::encode(checksum_of(parsed.prefix, parsed.identifier, secret)).into_string();
+    let mut buf = [0u8; 48];
+    let expected = checksum_text(
+        &checksum_of(parsed.prefix, parsed.identifier, secret),
+        &mut buf,
+    );
     expected.len() == parsed.checksum.len()
         && bool::from(expected.as_bytes().ct_eq(parsed.checksum.as_bytes()))
 }

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod base58;
 pub mod credential;
 pub mod derived;
 pub mod duration;
@@ -18,6 +19,7 @@ pub mod ratelimit;
 pub mod rules;
 pub mod secrets;
 pub mod tenancy;
+pub mod view;
 
 pub use filter::{FilterError, ListFilter};
 pub use model::*;

@@ -1,8 +1,10 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ApiKey, NetworkId};
+use crate::domain::view::KeyView;
+use crate::domain::NetworkId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -13,11 +15,12 @@ pub enum CacheError {
 }
 
 /// Cache of successfully verified issued/imported keys, keyed by
-/// (network id, key id) — never by the secret.
+/// (network id, key id) — never by the secret. Entries are shared,
+/// immutable [`KeyView`]s: a hit hands out a reference count, not a copy.
 #[async_trait]
 pub trait KeyCache: Send + Sync + 'static {
-    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<ApiKey>, CacheError>;
-    async fn put(&self, key: &ApiKey, ttl: Duration) -> Result<(), CacheError>;
+    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<Arc<KeyView>>, CacheError>;
+    async fn put(&self, key: Arc<KeyView>, ttl: Duration) -> Result<(), CacheError>;
     async fn evict(&self, nid: NetworkId, key_id: &str) -> Result<(), CacheError>;
     /// Short name for logs and the `/health/ready` report.
     fn name(&self) -> &'static str;

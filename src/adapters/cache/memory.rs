@@ -1,4 +1,9 @@
-//! In-process cache (moka) with a per-entry TTL and a size bound.
+//! In-process cache (moka) with a per-entry TTL and a byte bound.
+//!
+//! Entries are `Arc<KeyView>`: a hit costs a reference count, not a copy.
+//! The moka key is the key id in binary form (a UUID as `u128`, an imported
+//! id as 32 bytes), so a lookup allocates nothing and an entry carries no
+//! separate heap block for its key.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,14 +12,46 @@ use async_trait::async_trait;
 use moka::future::Cache;
 use moka::Expiry;
 
-use crate::domain::{ApiKey, NetworkId};
+use crate::domain::keys::is_imported_key_id;
+use crate::domain::view::KeyView;
+use crate::domain::NetworkId;
 use crate::ports::{CacheError, KeyCache};
 
-type Key = (NetworkId, String);
+/// A key id in binary form. Only the canonical spellings (lowercase UUID,
+/// lowercase hex) map to the compact variants, so distinct key id strings
+/// never share a cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Id {
+    Uuid(u128),
+    Hex([u8; 32]),
+    Other(Box<str>),
+}
+
+impl Id {
+    fn of(key_id: &str) -> Id {
+        if key_id.len() == 36 {
+            if let Ok(u) = uuid::Uuid::try_parse(key_id) {
+                let mut buf = [0u8; 36];
+                if u.as_hyphenated().encode_lower(&mut buf).as_bytes() == key_id.as_bytes() {
+                    return Id::Uuid(u.as_u128());
+                }
+            }
+        }
+        if is_imported_key_id(key_id) {
+            let mut b = [0u8; 32];
+            if hex::decode_to_slice(key_id, &mut b).is_ok() {
+                return Id::Hex(b);
+            }
+        }
+        Id::Other(key_id.into())
+    }
+}
+
+type Key = (NetworkId, Id);
 
 #[derive(Clone)]
 struct Entry {
-    key: Arc<ApiKey>,
+    view: Arc<KeyView>,
     ttl: Duration,
 }
 
@@ -35,25 +72,18 @@ impl Expiry<Key, Entry> for PerEntryTtl {
     }
 }
 
-/// Rough heap + inline size of an entry, for the byte bound.
+/// What moka itself keeps per entry (hash-table slot, entry and key
+/// `Arc`s, access/write-order and timer nodes), measured with 1M entries on
+/// moka 0.12: ~360 bytes.
+const ENTRY_OVERHEAD: usize = 360;
+
+/// Estimated bytes an entry costs, for the byte bound.
 fn weight(k: &Key, v: &Entry) -> u32 {
-    let a = &v.key;
-    let meta = if a.metadata.is_empty() {
-        0
-    } else {
-        serde_json::to_vec(&a.metadata)
-            .map(|b| b.len())
-            .unwrap_or(256)
+    let key_heap = match &k.1 {
+        Id::Other(s) => s.len(),
+        _ => 0,
     };
-    let size = 64
-        + k.1.len()
-        + std::mem::size_of::<ApiKey>()
-        + a.key_id.len()
-        + a.name.len()
-        + a.actor_id.len()
-        + a.scopes.iter().map(|s| s.len() + 24).sum::<usize>()
-        + a.allowed_cidrs.iter().map(|s| s.len() + 24).sum::<usize>()
-        + meta;
+    let size = ENTRY_OVERHEAD + key_heap + v.view.heap_size() + 16;
     size.min(u32::MAX as usize) as u32
 }
 
@@ -88,38 +118,34 @@ impl MemoryCache {
     }
 
     pub(crate) async fn evict_local(&self, nid: NetworkId, key_id: &str) {
-        self.inner.invalidate(&(nid, key_id.to_string())).await;
+        self.inner.invalidate(&(nid, Id::of(key_id))).await;
     }
 
-    pub(crate) async fn get_local(&self, nid: NetworkId, key_id: &str) -> Option<ApiKey> {
+    pub(crate) async fn get_local(&self, nid: NetworkId, key_id: &str) -> Option<Arc<KeyView>> {
         self.inner
-            .get(&(nid, key_id.to_string()))
+            .get(&(nid, Id::of(key_id)))
             .await
-            .map(|e| (*e.key).clone())
+            .map(|e| e.view)
+            // A stored view always carries the id it was stored under.
+            .filter(|v| v.nid == nid && v.key_id() == key_id)
     }
 
-    pub(crate) async fn put_local(&self, key: &ApiKey, ttl: Duration) {
+    pub(crate) async fn put_local(&self, view: Arc<KeyView>, ttl: Duration) {
         if ttl.is_zero() {
             return;
         }
         self.inner
-            .insert(
-                (key.nid, key.key_id.clone()),
-                Entry {
-                    key: Arc::new(key.clone()),
-                    ttl,
-                },
-            )
+            .insert((view.nid, Id::of(view.key_id())), Entry { view, ttl })
             .await;
     }
 }
 
 #[async_trait]
 impl KeyCache for MemoryCache {
-    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<ApiKey>, CacheError> {
+    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<Arc<KeyView>>, CacheError> {
         Ok(self.get_local(nid, key_id).await)
     }
-    async fn put(&self, key: &ApiKey, ttl: Duration) -> Result<(), CacheError> {
+    async fn put(&self, key: Arc<KeyView>, ttl: Duration) -> Result<(), CacheError> {
         self.put_local(key, ttl).await;
         Ok(())
     }
@@ -129,5 +155,23 @@ impl KeyCache for MemoryCache {
     }
     fn name(&self) -> &'static str {
         "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_ids_take_the_compact_forms() {
+        let u = "792b4c1a-1a2d-430b-b733-c789a2b7b1fe";
+        assert!(matches!(Id::of(u), Id::Uuid(_)));
+        assert!(matches!(Id::of(&u.to_uppercase()), Id::Other(_)));
+        assert_ne!(Id::of(u), Id::of(&u.to_uppercase()));
+        let h = "ab".repeat(32);
+        assert!(matches!(Id::of(&h), Id::Hex(_)));
+        assert!(matches!(Id::of(&h.to_uppercase()), Id::Other(_)));
+        assert_ne!(Id::of(&h), Id::of(&h.to_uppercase()));
+        assert_eq!(Id::of("x"), Id::Other("x".into()));
     }
 }

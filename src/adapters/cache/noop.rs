@@ -1,8 +1,10 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ApiKey, NetworkId};
+use crate::domain::view::KeyView;
+use crate::domain::NetworkId;
 use crate::ports::{CacheError, KeyCache};
 
 /// Caches nothing: every verification reads the database.
@@ -11,10 +13,14 @@ pub struct NoopCache;
 
 #[async_trait]
 impl KeyCache for NoopCache {
-    async fn get(&self, _nid: NetworkId, _key_id: &str) -> Result<Option<ApiKey>, CacheError> {
+    async fn get(
+        &self,
+        _nid: NetworkId,
+        _key_id: &str,
+    ) -> Result<Option<Arc<KeyView>>, CacheError> {
         Ok(None)
     }
-    async fn put(&self, _key: &ApiKey, _ttl: Duration) -> Result<(), CacheError> {
+    async fn put(&self, _key: Arc<KeyView>, _ttl: Duration) -> Result<(), CacheError> {
         Ok(())
     }
     async fn evict(&self, _nid: NetworkId, _key_id: &str) -> Result<(), CacheError> {

@@ -23,7 +23,8 @@ use tokio::sync::RwLock;
 
 use super::codec;
 use super::memory::MemoryCache;
-use crate::domain::{ApiKey, NetworkId, Secret};
+use crate::domain::view::KeyView;
+use crate::domain::{NetworkId, Secret};
 use crate::ports::{CacheError, Clock, KeyCache, SystemClock};
 
 #[derive(Clone, Debug)]
@@ -211,7 +212,7 @@ impl RedisCache {
 
 #[async_trait]
 impl KeyCache for RedisCache {
-    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<ApiKey>, CacheError> {
+    async fn get(&self, nid: NetworkId, key_id: &str) -> Result<Option<Arc<KeyView>>, CacheError> {
         if let Some(k) = self.l1.get_local(nid, key_id).await {
             return Ok(Some(k));
         }
@@ -219,24 +220,25 @@ impl KeyCache for RedisCache {
         let rk = self.redis_key(nid, key_id);
         let bytes: Option<Vec<u8>> = self.bounded(conn.get(&rk)).await?;
         let Some(bytes) = bytes else { return Ok(None) };
-        let (key, until) = codec::decode(&bytes)?;
-        if key.nid != nid || key.key_id != key_id {
+        let (view, until) = codec::decode(&bytes)?;
+        if view.nid != nid || view.key_id() != key_id {
             return Err(CacheError::Corrupt("entry does not match its key".into()));
         }
+        let view = Arc::new(view);
         let remaining = self.clock.now().until(until);
-        self.l1.put_local(&key, remaining).await;
-        Ok(Some(key))
+        self.l1.put_local(view.clone(), remaining).await;
+        Ok(Some(view))
     }
 
-    async fn put(&self, key: &ApiKey, ttl: Duration) -> Result<(), CacheError> {
+    async fn put(&self, key: Arc<KeyView>, ttl: Duration) -> Result<(), CacheError> {
         if ttl.is_zero() {
             return Ok(());
         }
-        self.l1.put_local(key, ttl).await;
+        self.l1.put_local(key.clone(), ttl).await;
         let until = self.clock.now().plus(ttl);
-        let bytes = codec::encode(key, until);
+        let bytes = codec::encode(&key, until);
         let mut conn = self.connection().await?;
-        let rk = self.redis_key(key.nid, &key.key_id);
+        let rk = self.redis_key(key.nid, key.key_id());
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         let _: () = self
             .bounded(

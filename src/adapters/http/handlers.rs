@@ -631,13 +631,17 @@ pub async fn verify(
         .app
         .verify_with(&ctx, &r.credential, &r.expected_audiences)
         .await;
-    let issuer = s.app.settings().issuer.clone();
-    let mut resp = Json(VerifyApiKeyResponse::from_outcome(&outcome, &issuer)).into_response();
+    let rt = s.app.settings();
+    let mut resp = Json(VerifyResponseBody {
+        outcome: &outcome,
+        issuer: &rt.issuer,
+    })
+    .into_response();
     resp.headers_mut().insert(
         "ory-talos-cache",
         HeaderValue::from_static(outcome.cache.as_str()),
     );
-    if let Ok(Some(p)) = outcome.result.as_ref().map(|v| v.rate_limit.as_ref()) {
+    if let Ok(Some(p)) = outcome.result.as_ref().map(|v| v.key.rate_limit.as_ref()) {
         let window = p.window_secs.unwrap_or(0);
         if let Ok(h) = HeaderValue::from_str(&format!("\"default\";q={};w={}", p.quota, window)) {
             resp.headers_mut().insert("ratelimit-policy", h);
@@ -677,12 +681,15 @@ pub async fn batch_verify(
         .map(|q| (q.credential, q.expected_audiences))
         .collect();
     let outcomes = s.app.batch_verify(&ctx, &creds).await?;
-    let issuer = s.app.settings().issuer.clone();
+    let rt = s.app.settings();
     let results = outcomes
         .iter()
-        .map(|o| VerifyApiKeyResponse::from_outcome(o, &issuer))
+        .map(|outcome| VerifyResponseBody {
+            outcome,
+            issuer: &rt.issuer,
+        })
         .collect();
-    let mut resp = Json(BatchVerifyApiKeysResponse { results }).into_response();
+    let mut resp = Json(BatchVerifyResponseBody { results }).into_response();
     resp.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)

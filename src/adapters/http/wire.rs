@@ -507,15 +507,19 @@ impl VerifyApiKeyResponse {
     pub fn valid(v: &Verified, issuer: &str) -> Self {
         VerifyApiKeyResponse {
             is_valid: true,
-            key_id: v.key_id.clone(),
-            actor_id: v.actor_id.clone(),
-            scopes: v.scopes.clone(),
-            metadata: v.metadata.clone(),
-            expire_time: v.expires_at.map(Time),
-            status: v.status,
+            key_id: v.key_id().to_string(),
+            actor_id: v.key.actor_id().to_string(),
+            scopes: v.key.scopes().map(str::to_string).collect(),
+            metadata: v.key.metadata(),
+            expire_time: v.key.expires_at.map(Time),
+            status: v.status(),
             visibility: v.visibility,
             issuer: issuer.to_string(),
-            rate_limit_policy: v.rate_limit.as_ref().map(RateLimitPolicyWire::from_domain),
+            rate_limit_policy: v
+                .key
+                .rate_limit
+                .as_ref()
+                .map(RateLimitPolicyWire::from_domain),
             rate_limit_remaining: None,
             rate_limit_reset_time: None,
             error_code: VerificationErrorCode::Unspecified,
@@ -544,6 +548,103 @@ impl VerifyApiKeyResponse {
             audiences: Vec::new(),
         }
     }
+}
+
+/// Serializes a verification exactly as [`VerifyApiKeyResponse`] does
+/// (same fields, same order, same omissions), borrowing from the outcome
+/// instead of copying the key into owned strings and maps: this is the
+/// body the verify handlers send.
+pub struct VerifyResponseBody<'a> {
+    pub outcome: &'a VerifyOutcome,
+    pub issuer: &'a str,
+}
+
+struct Strs<I>(std::cell::Cell<Option<I>>);
+
+impl<'a, I: Iterator<Item = &'a str>> Serialize for Strs<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.take().into_iter().flatten())
+    }
+}
+
+fn strs<'a, I: Iterator<Item = &'a str>>(i: I) -> Strs<I> {
+    Strs(std::cell::Cell::new(Some(i)))
+}
+
+impl Serialize for VerifyResponseBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeStruct};
+        let o = self.outcome;
+        let rate = o.rate.as_ref();
+        let mut st = s.serialize_struct("VerifyApiKeyResponse", 15)?;
+        match &o.result {
+            Ok(v) => {
+                let k = &v.key;
+                let metadata: &serde_json::value::RawValue =
+                    serde_json::from_str(k.metadata_json()).map_err(S::Error::custom)?;
+                st.serialize_field("is_valid", &true)?;
+                st.serialize_field("key_id", k.key_id())?;
+                st.serialize_field("actor_id", k.actor_id())?;
+                st.serialize_field("scopes", &strs(k.scopes()))?;
+                st.serialize_field("metadata", metadata)?;
+                match k.expires_at {
+                    Some(t) => st.serialize_field("expire_time", &Time(t))?,
+                    None => st.skip_field("expire_time")?,
+                }
+                st.serialize_field("status", &v.status())?;
+                st.serialize_field("visibility", &v.visibility)?;
+                st.serialize_field("issuer", self.issuer)?;
+                match &k.rate_limit {
+                    Some(p) => st.serialize_field(
+                        "rate_limit_policy",
+                        &RateLimitPolicyWire::from_domain(p),
+                    )?,
+                    None => st.skip_field("rate_limit_policy")?,
+                }
+            }
+            Err(_) => {
+                st.serialize_field("is_valid", &false)?;
+                st.serialize_field("key_id", "")?;
+                st.serialize_field("actor_id", "")?;
+                st.serialize_field("scopes", &[] as &[&str])?;
+                st.serialize_field("metadata", &Map::new())?;
+                st.skip_field("expire_time")?;
+                st.serialize_field("status", &KeyStatus::Unspecified)?;
+                st.serialize_field("visibility", &KeyVisibility::Unspecified)?;
+                st.serialize_field("issuer", "")?;
+                st.skip_field("rate_limit_policy")?;
+            }
+        }
+        match rate {
+            Some(r) => {
+                st.serialize_field("rate_limit_remaining", &Int64(r.remaining))?;
+                st.serialize_field("rate_limit_reset_time", &Time(r.reset_at))?;
+            }
+            None => {
+                st.skip_field("rate_limit_remaining")?;
+                st.skip_field("rate_limit_reset_time")?;
+            }
+        }
+        match &o.result {
+            Ok(v) => {
+                st.serialize_field("error_code", &VerificationErrorCode::Unspecified)?;
+                st.serialize_field("error_message", "")?;
+                st.serialize_field("audiences", &v.audiences)?;
+            }
+            Err(f) => {
+                st.serialize_field("error_code", &f.code)?;
+                st.serialize_field("error_message", &f.message)?;
+                st.serialize_field("audiences", &[] as &[&str])?;
+            }
+        }
+        st.end()
+    }
+}
+
+/// The batch verify body, borrowing like [`VerifyResponseBody`].
+#[derive(Serialize)]
+pub struct BatchVerifyResponseBody<'a> {
+    pub results: Vec<VerifyResponseBody<'a>>,
 }
 
 #[derive(Clone, Deserialize, ToSchema)]
@@ -661,4 +762,141 @@ pub struct GetJwksResponse {
     /// `{"keys": [...]}`: public keys only.
     #[schema(value_type = Object)]
     pub jwks: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::app::service::{CacheStatus, RateInfo};
+    use crate::domain::credential::CredentialKind;
+    use crate::domain::view::KeyView;
+    use crate::domain::{KeyKind, NetworkId};
+
+    fn key(full: bool) -> ApiKey {
+        ApiKey {
+            nid: NetworkId(Uuid::from_u128(3)),
+            kind: KeyKind::Issued,
+            key_id: "792b4c1a-1a2d-430b-b733-c789a2b7b1fe".into(),
+            name: "n".into(),
+            token_prefix: Some("tk".into()),
+            actor_id: if full {
+                "user-\"1\"\n".into()
+            } else {
+                String::new()
+            },
+            scopes: if full {
+                vec!["read".into(), "wri\u{e9}te".into()]
+            } else {
+                vec![]
+            },
+            status: KeyStatus::Active,
+            metadata: if full {
+                json!({"plan": "pro", "z": {"a": [1, 2.5, null, true]}, "e": "\\u00e9"})
+                    .as_object()
+                    .cloned()
+                    .unwrap()
+            } else {
+                Map::new()
+            },
+            last_used_at: None,
+            expires_at: full.then_some(Timestamp(1_800_000_000_123)),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+            rate_limit: full.then_some(RateLimitPolicy {
+                quota: 100,
+                window_secs: Some(60),
+            }),
+            revocation_reason: RevocationReason::Unspecified,
+            revocation_description: String::new(),
+            allowed_cidrs: vec![],
+            request_id: None,
+            visibility: if full {
+                KeyVisibility::Public
+            } else {
+                KeyVisibility::Unspecified
+            },
+        }
+    }
+
+    fn outcomes() -> Vec<VerifyOutcome> {
+        let rate = RateInfo {
+            remaining: 7,
+            reset_at: Timestamp(1_700_000_000_000),
+            retry_after_ms: None,
+        };
+        let valid = |full: bool, audiences: Vec<String>| Verified {
+            kind: CredentialKind::Issued,
+            key: Arc::new(KeyView::of(&key(full))),
+            visibility: if full {
+                KeyVisibility::Public
+            } else {
+                KeyVisibility::Secret
+            },
+            audiences,
+        };
+        let failure = VerifyFailure::new(VerificationErrorCode::RateLimited, "rate \"limit\"");
+        vec![
+            VerifyOutcome {
+                result: Ok(valid(true, vec!["aud-1".into()])),
+                cache: CacheStatus::Hit,
+                rate: Some(rate),
+            },
+            VerifyOutcome {
+                result: Ok(valid(false, vec![])),
+                cache: CacheStatus::Miss,
+                rate: None,
+            },
+            VerifyOutcome {
+                result: Err(failure.clone()),
+                cache: CacheStatus::Skip,
+                rate: Some(rate),
+            },
+            VerifyOutcome {
+                result: Err(failure),
+                cache: CacheStatus::Skip,
+                rate: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn borrowed_verify_body_is_byte_identical_to_the_schema_type() {
+        for o in outcomes() {
+            let owned =
+                serde_json::to_string(&VerifyApiKeyResponse::from_outcome(&o, "iss")).unwrap();
+            let body = serde_json::to_string(&VerifyResponseBody {
+                outcome: &o,
+                issuer: "iss",
+            })
+            .unwrap();
+            assert_eq!(body, owned);
+            // And it reads back as the schema type.
+            let back: VerifyApiKeyResponse = serde_json::from_str(&body).unwrap();
+            assert_eq!(back.is_valid, o.result.is_ok());
+        }
+        let all = outcomes();
+        let batch = serde_json::to_string(&BatchVerifyResponseBody {
+            results: all
+                .iter()
+                .map(|outcome| VerifyResponseBody {
+                    outcome,
+                    issuer: "iss",
+                })
+                .collect(),
+        })
+        .unwrap();
+        let owned = serde_json::to_string(&BatchVerifyApiKeysResponse {
+            results: all
+                .iter()
+                .map(|o| VerifyApiKeyResponse::from_outcome(o, "iss"))
+                .collect(),
+        })
+        .unwrap();
+        assert_eq!(batch, owned);
+    }
 }
