@@ -29,7 +29,7 @@ use crate::app::config::TracingSettings;
 use crate::domain::view::KeyView;
 use crate::domain::{ApiKey, KeyKind, ListFilter, NetworkId, RevocationReason, Timestamp};
 use crate::ports::{
-    BatchInsertOutcome, CacheError, KeyCache, KeyStore, MigrationStatus, StoreError,
+    BatchInsertOutcome, CacheError, KeyCache, KeyStore, MigrationStatus, StoreError, Ticket,
 };
 
 /// Keeps the tracer provider alive; [`TelemetryGuard::shutdown`] flushes
@@ -366,10 +366,18 @@ impl KeyCache for TracedCache {
         }
         out
     }
-    async fn put(&self, key: Arc<KeyView>, ttl: Duration) -> Result<(), CacheError> {
+    async fn ticket(&self, nid: NetworkId, key_id: &str) -> Ticket {
+        self.inner.ticket(nid, key_id).await
+    }
+    async fn put(
+        &self,
+        key: Arc<KeyView>,
+        ttl: Duration,
+        ticket: Ticket,
+    ) -> Result<(), CacheError> {
         let span =
             info_span!(target: "talos::cache", "cache.put", cache.system = self.inner.name());
-        self.inner.put(key, ttl).instrument(span).await
+        self.inner.put(key, ttl, ticket).instrument(span).await
     }
     async fn evict(&self, nid: NetworkId, key_id: &str) -> Result<(), CacheError> {
         let span =

@@ -24,7 +24,9 @@ use crate::domain::{
     ApiKey, BatchImportErrorCode, KeyKind, KeyStatus, KeyVisibility, ListFilter, NetworkId,
     RateLimitPolicy, RevocationReason, Secret, Timestamp, VerificationErrorCode,
 };
-use crate::ports::{BatchInsertOutcome, Clock, KeyCache, KeyStore, RateLimiter, StoreError};
+use crate::ports::{
+    BatchInsertOutcome, Clock, KeyCache, KeyStore, RateLimiter, StoreError, Ticket,
+};
 
 /// How a request asks verification to use the cache (spec §2.5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1141,6 +1143,12 @@ impl App {
                 }
             }
         }
+        // Taken before the read: an eviction after it voids our put.
+        let ticket = if cache_on && ctx.cache != CacheDirective::NoStore {
+            Some(self.cache.ticket(ctx.nid, &key_id).await)
+        } else {
+            None
+        };
         let key = match self.store.get(ctx.nid, key_kind, &key_id).await {
             Ok(Some(k)) => k,
             Ok(None) => return VerifyOutcome::fail(VerifyFailure::not_found(), status),
@@ -1149,7 +1157,7 @@ impl App {
         if let Err(f) = self.check_key(ctx, &key) {
             return VerifyOutcome::fail(f, status);
         }
-        let view = self.after_verified(ctx, &rt, &key, cache_on).await;
+        let view = self.after_verified(&rt, &key, ticket).await;
         VerifyOutcome {
             result: Ok(Verified::from_view(kind, view)),
             cache: status,
@@ -1159,16 +1167,15 @@ impl App {
 
     async fn after_verified(
         &self,
-        ctx: &RequestCtx,
         rt: &RuntimeSettings,
         key: &ApiKey,
-        cache_on: bool,
+        ticket: Option<Ticket>,
     ) -> Arc<KeyView> {
         let now = self.now();
         let view = Arc::new(KeyView::of(key));
-        if cache_on && ctx.cache != CacheDirective::NoStore {
+        if let Some(ticket) = ticket {
             if let Some(ttl) = access::cache_ttl(key.expires_at, rt.cache_ttl, now) {
-                if let Err(e) = self.cache.put(view.clone(), ttl).await {
+                if let Err(e) = self.cache.put(view.clone(), ttl, ticket).await {
                     tracing::warn!(error = %e, "cache write failed");
                 }
             }

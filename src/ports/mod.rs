@@ -8,7 +8,7 @@ pub mod key_store;
 pub mod rate_limit;
 pub mod token_keys;
 
-pub use cache::{CacheError, KeyCache};
+pub use cache::{CacheError, KeyCache, Ticket};
 pub use clock::{Clock, SystemClock};
 pub use key_store::{BatchInsertOutcome, KeyStore, MigrationStatus, StoreError};
 pub use rate_limit::{RateLimitError, RateLimiter};

@@ -181,3 +181,74 @@ async fn redis_outage_degrades_to_the_database_and_recovers() {
         "the cache writes to Redis again after it returns"
     );
 }
+
+/// A verification that read a key just before another instance revoked it
+/// must not put the old state back into Redis (or its own L1) afterwards.
+#[cfg(feature = "cache-redis")]
+#[tokio::test]
+async fn redis_put_racing_a_revocation_on_another_node_is_dropped() {
+    use std::sync::Arc;
+
+    use talos::adapters::cache::redis::{RedisCache, RedisOptions};
+    use talos::domain::view::{KeyView, KeyViewParts};
+    use talos::domain::{KeyKind, KeyStatus, KeyVisibility, NetworkId};
+    use talos::ports::KeyCache;
+
+    let addr = services::redis_url();
+    services::require_redis(&addr).await;
+    let namespace = format!("talos-race-{}", uuid::Uuid::new_v4().simple());
+    let opts = RedisOptions {
+        addr,
+        password: None,
+        db: 0,
+        timeout: Duration::from_millis(500),
+        namespace,
+        l1_max_bytes: 1 << 20,
+    };
+    let a = RedisCache::start(opts.clone()).unwrap();
+    let b = RedisCache::start(opts).unwrap();
+    for _ in 0..100 {
+        if a.connected().await && b.connected().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // subscriptions
+    let nid = NetworkId(uuid::Uuid::new_v4());
+    let id = uuid::Uuid::new_v4().to_string();
+    let view = Arc::new(KeyView::new(KeyViewParts {
+        nid,
+        kind: KeyKind::Issued,
+        status: KeyStatus::Active,
+        visibility: KeyVisibility::Secret,
+        expires_at: None,
+        rate_limit: None,
+        key_id: &id,
+        actor_id: "u",
+        metadata_json: "{}",
+        scopes: &["read"],
+        allowed_cidrs: &[] as &[&str],
+    }));
+    let ttl = Duration::from_secs(60);
+
+    // A takes its ticket and reads the active key; B revokes it meanwhile.
+    let ticket = a.ticket(nid, &id).await;
+    assert!(ticket.shared.is_some(), "redis generation readable");
+    b.evict(nid, &id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // B's broadcast reaches A
+    a.put(view.clone(), ttl, ticket).await.unwrap();
+    assert!(
+        a.get(nid, &id).await.unwrap().is_none(),
+        "A's L1 and Redis stay empty"
+    );
+    assert!(
+        b.get(nid, &id).await.unwrap().is_none(),
+        "B sees no stale entry"
+    );
+
+    // A put with a ticket taken after the revocation is cached as usual.
+    let ticket = a.ticket(nid, &id).await;
+    a.put(view, ttl, ticket).await.unwrap();
+    let hit = b.get(nid, &id).await.unwrap().expect("written to Redis");
+    assert_eq!(hit.key_id(), id);
+}

@@ -1,4 +1,4 @@
-//! Cache adapters. `noop` is always compiled; `memory` (moka) and `redis`
+//! Cache adapters. `noop` is always compiled; `memory` (quick_cache) and `redis`
 //! (tiered: memory L1 + Redis L2 with pub/sub invalidation) are behind the
 //! `cache-memory` and `cache-redis` features.
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::domain::view::KeyView;
 use crate::domain::NetworkId;
-use crate::ports::{CacheError, KeyCache};
+use crate::ports::{CacheError, KeyCache, Ticket};
 
 /// Caches nothing: every verification reads the database.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,7 +20,10 @@ impl KeyCache for NoopCache {
     ) -> Result<Option<Arc<KeyView>>, CacheError> {
         Ok(None)
     }
-    async fn put(&self, _key: Arc<KeyView>, _ttl: Duration) -> Result<(), CacheError> {
+    async fn ticket(&self, _nid: NetworkId, _key_id: &str) -> Ticket {
+        Ticket::default()
+    }
+    async fn put(&self, _key: Arc<KeyView>, _ttl: Duration, _t: Ticket) -> Result<(), CacheError> {
         Ok(())
     }
     async fn evict(&self, _nid: NetworkId, _key_id: &str) -> Result<(), CacheError> {

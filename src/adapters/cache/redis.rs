@@ -1,9 +1,13 @@
-//! Redis cache, tiered: an in-process L1 (moka) in front of Redis (L2).
+//! Redis cache, tiered: an in-process L1 (quick_cache) in front of Redis (L2).
 //!
 //! * Entries in Redis carry their own PX expiry; L1 entries never outlive
 //!   the Redis entry they came from.
-//! * Evictions delete the Redis entry and PUBLISH `<nid>:<key_id>` on the
-//!   invalidation channel; every instance subscribes and drops its L1 copy,
+//! * Evictions INCR the key's generation `<ns>:gen:<nid>:<key_id>` (kept
+//!   10 minutes), delete the Redis
+//!   entry and PUBLISH `<nid>:<key_id>` on the invalidation channel. A put
+//!   is written (by a script) only if the generation still equals the one
+//!   its [`Ticket`] read before the database read, so a verification that
+//!   raced a revocation cannot re-cache the old state in either tier; every instance subscribes and drops its L1 copy,
 //!   so a key revoked on one instance stops verifying on the others at once.
 //!   After a lost subscription the whole L1 is cleared (messages may have
 //!   been missed while disconnected).
@@ -25,7 +29,23 @@ use super::codec;
 use super::memory::MemoryCache;
 use crate::domain::view::KeyView;
 use crate::domain::{NetworkId, Secret};
-use crate::ports::{CacheError, Clock, KeyCache, SystemClock};
+use crate::ports::{CacheError, Clock, KeyCache, SystemClock, Ticket};
+
+/// SET the entry only if the shared generation is still the ticket's
+/// (KEYS: entry, generation; ARGV: value, ttl ms, expected generation).
+const PUT_IF_CURRENT: &str = r"
+local g = redis.call('GET', KEYS[2]) or '0'
+if g == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// How long a key's generation outlives its last eviction: far longer than
+/// any verification's database read, so an outstanding ticket never sees it
+/// vanish (and if it did, the put would only be dropped).
+const GENERATION_TTL_MS: i64 = 600_000;
 
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -177,6 +197,10 @@ impl RedisCache {
         })
     }
 
+    fn generation_key(&self, nid: NetworkId, key_id: &str) -> String {
+        format!("{}:gen:{}:{}", self.namespace, nid, key_id)
+    }
+
     fn redis_key(&self, nid: NetworkId, key_id: &str) -> String {
         format!("{}:{}:{}", self.namespace, nid, key_id)
     }
@@ -216,6 +240,7 @@ impl KeyCache for RedisCache {
         if let Some(k) = self.l1.get_local(nid, key_id).await {
             return Ok(Some(k));
         }
+        let l1_generation = self.l1.generation();
         let mut conn = self.connection().await?;
         let rk = self.redis_key(nid, key_id);
         let bytes: Option<Vec<u8>> = self.bounded(conn.get(&rk)).await?;
@@ -226,28 +251,55 @@ impl KeyCache for RedisCache {
         }
         let view = Arc::new(view);
         let remaining = self.clock.now().until(until);
-        self.l1.put_local(view.clone(), remaining).await;
+        self.l1
+            .put_local(view.clone(), remaining, l1_generation)
+            .await;
         Ok(Some(view))
     }
 
-    async fn put(&self, key: Arc<KeyView>, ttl: Duration) -> Result<(), CacheError> {
+    async fn ticket(&self, nid: NetworkId, key_id: &str) -> Ticket {
+        let local = self.l1.generation();
+        let shared = match self.connection().await {
+            Ok(mut conn) => {
+                let key = self.generation_key(nid, key_id);
+                self.bounded(conn.get::<_, Option<i64>>(&key))
+                    .await
+                    .ok()
+                    .map(|g| g.unwrap_or(0))
+            }
+            Err(_) => None,
+        };
+        Ticket { local, shared }
+    }
+
+    async fn put(
+        &self,
+        key: Arc<KeyView>,
+        ttl: Duration,
+        ticket: Ticket,
+    ) -> Result<(), CacheError> {
         if ttl.is_zero() {
             return Ok(());
         }
-        self.l1.put_local(key.clone(), ttl).await;
+        self.l1.put_local(key.clone(), ttl, ticket.local).await;
+        let Some(generation) = ticket.shared else {
+            return Ok(());
+        };
         let until = self.clock.now().plus(ttl);
         let bytes = codec::encode(&key, until);
         let mut conn = self.connection().await?;
         let rk = self.redis_key(key.nid, key.key_id());
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-        let _: () = self
+        let script = redis::Script::new(PUT_IF_CURRENT);
+        let _: i64 = self
             .bounded(
-                redis::cmd("SET")
-                    .arg(&rk)
+                script
+                    .key(&rk)
+                    .key(self.generation_key(key.nid, key.key_id()))
                     .arg(bytes)
-                    .arg("PX")
                     .arg(ms)
-                    .query_async(&mut conn),
+                    .arg(generation.to_string())
+                    .invoke_async(&mut conn),
             )
             .await?;
         Ok(())
@@ -261,7 +313,12 @@ impl KeyCache for RedisCache {
         let _: () = self
             .bounded(async {
                 let mut pipe = redis::pipe();
-                pipe.del(&rk)
+                let gk = self.generation_key(nid, key_id);
+                pipe.incr(&gk, 1)
+                    .ignore()
+                    .pexpire(&gk, GENERATION_TTL_MS)
+                    .ignore()
+                    .del(&rk)
                     .ignore()
                     .publish(&self.channel, &payload)
                     .ignore();
