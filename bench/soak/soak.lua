@@ -1,9 +1,23 @@
 -- wrk script for bench/soak/soak.sh.
---   verify <keys-file> <delay-ms>   POST apiKeys:verify with a random key, pausing <delay-ms> per request
---                                   on average (fractional: wrk sleeps whole ms, so 0.2 = 1 ms every 5th)
---   admin <delay-ms>                mixed admin traffic: issue, list, revoke of what it issued
+--   verify <keys-file> <rate>   POST apiKeys:verify with a random key; <rate> req/s per wrk thread
+--                               (0 = as fast as possible). Paced by a schedule on the monotonic
+--                               clock: request n of a thread is due at start + n/rate, so the
+--                               offered rate holds whatever the server's latency (open loop as
+--                               far as the thread's connections allow).
+--   admin <delay-ms>            mixed admin traffic: issue, list, revoke of what it issued
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } talos_timespec;
+int clock_gettime(int clk_id, talos_timespec *tp);
+]]
+local ts = ffi.new("talos_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+
 local mode, keys, nkeys, pause
-local owed = 0
+local rate, interval, next_due = 0, 0, nil
 local issued = {}
 local step = 0
 local json = { ["Content-Type"] = "application/json" }
@@ -18,20 +32,25 @@ function init(args)
     for line in io.lines(args[2]) do
       if line ~= "" then nkeys = nkeys + 1; keys[nkeys] = line end
     end
-    pause = tonumber(args[3])
+    rate = tonumber(args[3]) or 0
+    if rate > 0 then interval = 1000 / rate end
   else
     pause = tonumber(args[2])
   end
 end
 
 function delay()
-  owed = owed + pause
-  if owed >= 1 then
-    local whole = math.floor(owed)
-    owed = owed - whole
-    return whole
+  if mode == "verify" then
+    if interval == 0 then return 0 end
+    local now = now_ms()
+    -- Never bank more than 50 ms of missed slots (no catch-up bursts).
+    if next_due == nil or next_due < now - 50 then next_due = now end
+    next_due = next_due + interval
+    local wait = next_due - interval - now
+    if wait <= 0 then return 0 end
+    return math.ceil(wait)
   end
-  return 0
+  return pause
 end
 
 function request()

@@ -63,6 +63,8 @@ pub struct RawHttp {
     pub cors: Value,
     pub client_ip_source: String,
     pub trust_forwarded_host: bool,
+    /// talos-rs extension: peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<String>,
     /// talos-rs extension: maximum request body in bytes (default 8 MiB).
     pub max_body_bytes: usize,
 }
@@ -76,6 +78,7 @@ impl Default for RawHttp {
             cors: Value::Null,
             client_ip_source: String::new(),
             trust_forwarded_host: false,
+            trusted_proxies: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
         }
     }
@@ -387,6 +390,7 @@ const KNOWN_KEYS: &[(&str, KeyType, bool)] = &[
     ("serve.http.cors", KeyType::Object, false),
     ("serve.http.client_ip_source", KeyType::Str, false),
     ("serve.http.trust_forwarded_host", KeyType::Bool, false),
+    ("serve.http.trusted_proxies", KeyType::StrList, false),
     ("serve.http.max_body_bytes", KeyType::Int, false),
     ("serve.metrics.host", KeyType::Str, false),
     ("serve.metrics.port", KeyType::Int, false),
@@ -1025,6 +1029,8 @@ pub struct StaticSettings {
     pub metrics_addr: SocketAddr,
     pub trust_forwarded_host: bool,
     pub client_ip_source: ClientIpSource,
+    /// Empty: forwarding headers (when switched on) are believed from any peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub exclude_health_logs: bool,
     pub max_body_bytes: usize,
     pub store: StoreOptions,
@@ -1373,6 +1379,19 @@ pub fn resolve(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Settings, 
         }
     };
 
+    let trusted_proxies =
+        crate::domain::access::parse_trusted_proxies(&raw.serve.http.trusted_proxies)
+            .map_err(|e| format!("serve.http.trusted_proxies: {e}"))?;
+    if trusted_proxies.is_empty()
+        && (client_ip_source != ClientIpSource::RemoteAddr || raw.serve.http.trust_forwarded_host)
+    {
+        warnings.push(
+            "serve.http: forwarding headers are believed from any peer; list your proxies in \
+             serve.http.trusted_proxies so clients cannot set them"
+                .to_string(),
+        );
+    }
+
     let log_format = match raw.log.format.trim() {
         "" | "json" => LogFormat::Json,
         "text" => LogFormat::Text,
@@ -1425,6 +1444,7 @@ pub fn resolve(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Settings, 
         )?,
         trust_forwarded_host: raw.serve.http.trust_forwarded_host,
         client_ip_source,
+        trusted_proxies,
         exclude_health_logs: raw.serve.http.request_log.exclude_health_endpoints,
         max_body_bytes: raw.serve.http.max_body_bytes.max(1024),
         store,

@@ -18,26 +18,26 @@ mod imp {
 
     #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
     pub struct HttpLabels {
-        pub method: String,
-        pub code: String,
-        pub endpoint: String,
+        pub method: &'static str,
+        pub code: u16,
+        pub endpoint: &'static str,
     }
 
     #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
     pub struct SizeLabels {
-        pub method: String,
-        pub code: String,
+        pub method: &'static str,
+        pub code: u16,
     }
 
     #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
     pub struct One {
-        pub label: String,
+        pub label: &'static str,
     }
 
     #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
     pub struct VerifyLabels {
-        pub credential_type: String,
-        pub result: String,
+        pub credential_type: &'static str,
+        pub result: &'static str,
     }
 
     type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -160,12 +160,8 @@ mod imp {
             prometheus_client::encoding::text::encode(&mut out, &self.registry).ok()?;
             Some(out)
         }
-        pub fn inc(family: &Family<One, Counter>, label: &str) {
-            family
-                .get_or_create(&One {
-                    label: label.to_string(),
-                })
-                .inc();
+        pub fn inc(family: &Family<One, Counter>, label: &'static str) {
+            family.get_or_create(&One { label }).inc();
         }
     }
 }
@@ -175,60 +171,57 @@ pub use imp::Metrics;
 
 #[cfg(feature = "metrics")]
 impl Metrics {
-    pub fn key_created(&self, kind: &str) {
+    pub fn key_created(&self, kind: &'static str) {
         Self::inc(&self.keys_created, kind);
     }
-    pub fn key_revoked(&self, reason: &str) {
+    pub fn key_revoked(&self, reason: &'static str) {
         Self::inc(&self.keys_revoked, reason);
     }
     pub fn key_rotated(&self) {
         self.keys_rotated.inc();
         Self::inc(&self.keys_revoked, "rotation");
     }
-    pub fn token_derived(&self, algorithm: &str) {
+    pub fn token_derived(&self, algorithm: &'static str) {
         Self::inc(&self.tokens_derived, algorithm);
     }
-    pub fn verification(&self, credential_type: &str, ok: bool) {
+    pub fn verification(&self, credential_type: &'static str, ok: bool) {
         self.verifications
             .get_or_create(&imp::VerifyLabels {
-                credential_type: credential_type.to_string(),
-                result: if ok { "success" } else { "failure" }.to_string(),
+                credential_type,
+                result: if ok { "success" } else { "failure" },
             })
             .inc();
     }
-    pub fn cache_result(&self, result: &str) {
+    pub fn cache_result(&self, result: &'static str) {
         Self::inc(&self.cache, result);
     }
-    pub fn batch_import(&self, outcome: &str, n: u64) {
+    pub fn batch_import(&self, outcome: &'static str, n: u64) {
         self.batch_import
-            .get_or_create(&imp::One {
-                label: outcome.to_string(),
-            })
+            .get_or_create(&imp::One { label: outcome })
             .inc_by(n);
     }
-    pub fn rate_limit_decision(&self, decision: &str) {
+    pub fn rate_limit_decision(&self, decision: &'static str) {
         Self::inc(&self.rate_limit, decision);
     }
+    /// `method` and `endpoint` are label values: a fixed method name and a
+    /// route template (see [`label_of`]), never a raw path.
     pub fn http(
         &self,
-        method: &str,
+        method: &'static str,
         code: u16,
-        endpoint: &str,
+        endpoint: &'static str,
         seconds: f64,
         req_bytes: u64,
         resp_bytes: u64,
     ) {
         let labels = imp::HttpLabels {
-            method: method.to_string(),
-            code: code.to_string(),
-            endpoint: endpoint.to_string(),
+            method,
+            code,
+            endpoint,
         };
         self.http_requests.get_or_create(&labels).inc();
         self.http_duration.get_or_create(&labels).observe(seconds);
-        let sl = imp::SizeLabels {
-            method: method.to_string(),
-            code: code.to_string(),
-        };
+        let sl = imp::SizeLabels { method, code };
         self.http_request_size
             .get_or_create(&sl)
             .observe(req_bytes as f64);
@@ -250,17 +243,40 @@ pub struct Metrics {
 
 #[cfg(not(feature = "metrics"))]
 impl Metrics {
-    pub fn key_created(&self, _kind: &str) {}
-    pub fn key_revoked(&self, _reason: &str) {}
+    pub fn key_created(&self, _kind: &'static str) {}
+    pub fn key_revoked(&self, _reason: &'static str) {}
     pub fn key_rotated(&self) {}
-    pub fn token_derived(&self, _algorithm: &str) {}
-    pub fn verification(&self, _credential_type: &str, _ok: bool) {}
-    pub fn cache_result(&self, _result: &str) {}
-    pub fn batch_import(&self, _outcome: &str, _n: u64) {}
-    pub fn rate_limit_decision(&self, _decision: &str) {}
-    pub fn http(&self, _m: &str, _c: u16, _e: &str, _s: f64, _q: u64, _r: u64) {}
+    pub fn token_derived(&self, _algorithm: &'static str) {}
+    pub fn verification(&self, _credential_type: &'static str, _ok: bool) {}
+    pub fn cache_result(&self, _result: &'static str) {}
+    pub fn batch_import(&self, _outcome: &'static str, _n: u64) {}
+    pub fn rate_limit_decision(&self, _decision: &'static str) {}
+    pub fn http(&self, _m: &'static str, _c: u16, _e: &'static str, _s: f64, _q: u64, _r: u64) {}
     pub fn in_flight(&self, _delta: i64) {}
     pub fn render(&self) -> Option<String> {
         None
     }
+}
+
+/// A `'static` copy of a label value drawn from a small fixed set (route
+/// templates): each distinct value is leaked once, so callers must never
+/// pass unbounded input such as raw paths.
+pub fn interned(value: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+    static SET: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let set = SET.get_or_init(Default::default);
+    if let Some(v) = set.read().ok().and_then(|s| s.get(value).copied()) {
+        return v;
+    }
+    let mut w = match set.write() {
+        Ok(w) => w,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(v) = w.get(value) {
+        return v;
+    }
+    let v: &'static str = Box::leak(value.to_string().into_boxed_str());
+    w.insert(v);
+    v
 }

@@ -15,10 +15,12 @@ use crate::adapters::http::{self, HttpOptions, Plane};
 use crate::adapters::store::open_store;
 use crate::ports::{Clock, KeyCache, KeyStore, SystemClock};
 
-/// Flushes exported spans when dropped via [`TelemetryGuard::shutdown`].
+/// Flushes exported spans when dropped via [`TelemetryGuard::shutdown`],
+/// and buffered log lines when dropped.
 pub struct TelemetryGuard {
     #[cfg(feature = "otel")]
     inner: Option<crate::adapters::telemetry::TelemetryGuard>,
+    _logs: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl TelemetryGuard {
@@ -28,6 +30,8 @@ impl TelemetryGuard {
         if let Some(g) = self.inner {
             let _ = tokio::task::spawn_blocking(move || g.shutdown()).await;
         }
+        #[cfg(not(feature = "otel"))]
+        let _ = self;
     }
 }
 
@@ -45,8 +49,18 @@ pub fn init_logging(
     use tracing_subscriber::{EnvFilter, Layer, Registry};
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,hyper=warn")));
+    // Lines go through a channel to a writer thread that batches them into
+    // one write per burst: the request path never waits on stderr. Not
+    // lossy: when 128k lines are queued, loggers wait.
+    let (writer, logs_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("talos-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Json => fmt
@@ -61,6 +75,7 @@ pub fn init_logging(
     #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers = vec![fmt];
     let guard = TelemetryGuard {
+        _logs: logs_guard,
         #[cfg(feature = "otel")]
         inner: match tracing_settings {
             Some(t) => {
@@ -235,6 +250,7 @@ pub fn http_options(fixed: &StaticSettings) -> HttpOptions {
         tenancy: fixed.tenancy.clone(),
         trust_forwarded_host: fixed.trust_forwarded_host,
         client_ip_source: fixed.client_ip_source,
+        trusted_proxies: fixed.trusted_proxies.clone(),
         max_body_bytes: fixed.max_body_bytes,
         exclude_health_logs: fixed.exclude_health_logs,
         tracing: fixed.tracing.is_some(),

@@ -113,6 +113,51 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Parses `serve.http.trusted_proxies`: CIDRs or bare addresses.
+pub fn parse_trusted_proxies<S: AsRef<str>>(list: &[S]) -> Result<Vec<IpNet>, String> {
+    list.iter()
+        .map(|s| {
+            let s = s.as_ref().trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("'{s}' is not an IP address or CIDR"))
+        })
+        .collect()
+}
+
+/// Whether forwarding headers from `peer` may be believed: always when no
+/// trusted proxies are configured (the headers were switched on by config),
+/// otherwise only when the TCP peer is one of them.
+pub fn peer_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
+    trusted.is_empty()
+        || peer.is_some_and(|p| {
+            let p = canonical(p);
+            trusted.iter().any(|n| n.contains(&p))
+        })
+}
+
+/// The client address in an `X-Forwarded-For` value. Without trusted
+/// proxies: the leftmost entry (Ory Talos's rule). With them: the rightmost
+/// entry that is not a trusted proxy — entries to its left were written by
+/// whoever sent the request and prove nothing. `None` if that entry is not
+/// an address.
+pub fn forwarded_for_client(value: &str, trusted: &[IpNet]) -> Option<IpAddr> {
+    let mut entries = value.split(',').map(str::trim).filter(|e| !e.is_empty());
+    if trusted.is_empty() {
+        return entries.next()?.parse().ok();
+    }
+    let entries: Vec<&str> = entries.collect();
+    let mut candidate = None;
+    for e in entries.iter().rev() {
+        let ip: IpAddr = e.parse().ok()?;
+        candidate = Some(ip);
+        if !trusted.iter().any(|n| n.contains(&canonical(ip))) {
+            break;
+        }
+    }
+    candidate
+}
+
 /// Fail-closed IP allow-list check.
 pub fn check_ip<S: AsRef<str>>(
     allowed_cidrs: impl IntoIterator<Item = S>,
@@ -147,6 +192,58 @@ pub fn scopes_subset(requested: &[String], parent: &[String]) -> Result<(), Stri
     match requested.iter().find(|r| !parent.contains(r)) {
         Some(missing) => Err(missing.clone()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod forwarded_tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn trusted_proxy_list_parses_cidrs_and_addresses() {
+        let t = parse_trusted_proxies(&["10.0.0.0/8", "192.168.1.7", "::1"]).unwrap();
+        assert_eq!(t.len(), 3);
+        assert!(t[1].contains(&ip("192.168.1.7")) && !t[1].contains(&ip("192.168.1.8")));
+        let e = parse_trusted_proxies(&["10.0.0.0/8", "nope"]).unwrap_err();
+        assert!(e.contains("'nope'"), "{e}");
+    }
+
+    #[test]
+    fn only_trusted_peers_are_believed() {
+        let t = parse_trusted_proxies(&["10.0.0.0/8"]).unwrap();
+        assert!(peer_trusted(Some(ip("10.1.2.3")), &t));
+        assert!(
+            peer_trusted(Some(ip("::ffff:10.1.2.3")), &t),
+            "v4-mapped peer"
+        );
+        assert!(!peer_trusted(Some(ip("203.0.113.9")), &t));
+        assert!(!peer_trusted(None, &t));
+        assert!(
+            peer_trusted(Some(ip("203.0.113.9")), &[]),
+            "no list: as configured"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_picks_leftmost_or_rightmost_untrusted() {
+        let spoofed = "1.2.3.4, 198.51.100.7, 10.0.0.2";
+        assert_eq!(forwarded_for_client(spoofed, &[]), Some(ip("1.2.3.4")));
+        let t = parse_trusted_proxies(&["10.0.0.0/8"]).unwrap();
+        assert_eq!(forwarded_for_client(spoofed, &t), Some(ip("198.51.100.7")));
+        assert_eq!(
+            forwarded_for_client("10.0.0.3, 10.0.0.2", &t),
+            Some(ip("10.0.0.3"))
+        );
+        assert_eq!(forwarded_for_client("garbage, 10.0.0.2", &t), None);
+        assert_eq!(forwarded_for_client("", &t), None);
+        assert_eq!(
+            forwarded_for_client(" 2001:db8::1 ", &t),
+            Some(ip("2001:db8::1"))
+        );
     }
 }
 

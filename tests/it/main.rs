@@ -15,6 +15,7 @@ mod derived;
 mod diskfull;
 #[cfg(feature = "postgres")]
 mod faults;
+mod forwarded;
 mod helm;
 mod limits;
 #[cfg(feature = "otel")]

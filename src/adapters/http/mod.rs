@@ -20,6 +20,7 @@ use axum::Router;
 use crate::app::config::{ClientIpSource, CorsSettings};
 use crate::app::service::RequestCtx;
 use crate::app::{App, AppError, ErrorKind};
+use crate::domain::access;
 use crate::domain::tenancy::{resolve_network, TenancyMode};
 
 /// Which routes a listener serves (spec §3.1).
@@ -48,6 +49,8 @@ pub struct HttpOptions {
     pub tenancy: TenancyMode,
     pub trust_forwarded_host: bool,
     pub client_ip_source: ClientIpSource,
+    /// Peers whose forwarding headers are believed; empty = any peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub exclude_health_logs: bool,
     /// One OpenTelemetry server span per request (feature `otel`).
@@ -62,6 +65,7 @@ impl Default for HttpOptions {
             tenancy: TenancyMode::Single,
             trust_forwarded_host: false,
             client_ip_source: ClientIpSource::RemoteAddr,
+            trusted_proxies: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
             exclude_health_logs: false,
             tracing: false,
@@ -141,15 +145,7 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
         .fallback(fallback_not_found)
         .method_not_allowed_fallback(fallback_method)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(body_read_timeout))
-        .layer(middleware::from_fn(body_limit_envelope))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            cross_origin_guard,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), access_log))
-        .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(request_id));
+        .layer(middleware::from_fn_with_state(state.clone(), edge));
     let router = match cors {
         Some(layer) => router.layer(layer),
         None => router,
@@ -172,31 +168,25 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
 /// cannot hold a connection, or a graceful shutdown, open.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn body_read_timeout(req: Request, next: Next) -> Response {
-    next.run(req.map(|b| {
-        axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, b))
-    }))
-    .await
-}
-
-/// Refuses state-changing requests a browser sends from another origin
-/// unless `serve.http.cors` allows that origin. Request bodies are parsed as
-/// JSON whatever their Content-Type (so `curl -d` works), which makes a
-/// cross-site `text/plain` form post a valid request: without this guard any
-/// web page opened by someone who can reach the admin plane could issue or
-/// import keys. Browsers always send `Origin` on cross-origin POST, PATCH and
-/// DELETE; servers, SDKs and curl do not send it at all.
-async fn cross_origin_guard(State(s): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+/// Whether to refuse a state-changing request a browser sends from another
+/// origin: allowed only when `serve.http.cors` allows that origin. Request
+/// bodies are parsed as JSON whatever their Content-Type (so `curl -d`
+/// works), which makes a cross-site `text/plain` form post a valid request:
+/// without this guard any web page opened by someone who can reach the
+/// admin plane could issue or import keys. Browsers always send `Origin` on
+/// cross-origin POST, PATCH and DELETE; servers, SDKs and curl do not send
+/// it at all.
+fn cross_origin_refused(opts: &HttpOptions, req: &Request) -> bool {
     use axum::http::Method;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
+        return false;
     }
     let Some(origin) = req
         .headers()
         .get("origin")
         .map(|o| o.to_str().unwrap_or("null"))
     else {
-        return next.run(req).await;
+        return false;
     };
     let host = req
         .headers()
@@ -206,19 +196,12 @@ async fn cross_origin_guard(State(s): State<Arc<HttpState>>, req: Request, next:
     let same_origin = origin
         .split_once("://")
         .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
-    let allowed = s.opts.cors.as_ref().is_some_and(|c| {
+    let allowed = opts.cors.as_ref().is_some_and(|c| {
         c.allowed_origins
             .iter()
             .any(|p| p == "*" || origin_matches(p, origin))
     });
-    if same_origin || allowed {
-        return next.run(req).await;
-    }
-    AppError::new(
-        ErrorKind::Forbidden,
-        "cross-origin request refused: allow the origin in serve.http.cors",
-    )
-    .into_response()
+    !(same_origin || allowed)
 }
 
 /// Whether `origin` matches a configured pattern (`*`, exact, or one `*`
@@ -318,7 +301,12 @@ async fn request_context(
     next: Next,
 ) -> Response {
     let headers = req.headers();
-    let host = if s.opts.trust_forwarded_host {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded_ok = access::peer_trusted(peer, &s.opts.trusted_proxies);
+    let host = if s.opts.trust_forwarded_host && forwarded_ok {
         headers
             .get("x-forwarded-host")
             .or_else(|| headers.get("host"))
@@ -330,11 +318,16 @@ async fn request_context(
     let Some(nid) = resolve_network(&s.opts.tenancy, host.as_deref()) else {
         return AppError::new(ErrorKind::NotFound, "network not found").into_response();
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client_ip = client_ip(s.opts.client_ip_source, req.headers(), peer);
+    let client_ip = if forwarded_ok {
+        client_ip(
+            s.opts.client_ip_source,
+            req.headers(),
+            peer,
+            &s.opts.trusted_proxies,
+        )
+    } else {
+        peer
+    };
     #[cfg(feature = "otel")]
     crate::adapters::telemetry::record_nid(nid);
     let mut ctx = RequestCtx::new(nid);
@@ -347,6 +340,7 @@ fn client_ip(
     source: ClientIpSource,
     headers: &axum::http::HeaderMap,
     peer: Option<IpAddr>,
+    trusted: &[ipnet::IpNet],
 ) -> Option<IpAddr> {
     let header = match source {
         ClientIpSource::RemoteAddr => return peer,
@@ -359,36 +353,127 @@ fn client_ip(
         .get(header)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let first = value.split(',').next().unwrap_or("").trim();
-    if first.is_empty() {
+    if value.trim().is_empty() {
         return peer;
     }
-    first.parse().ok()
+    if source == ClientIpSource::XForwardedFor {
+        return access::forwarded_for_client(value, trusted);
+    }
+    value.split(',').next().unwrap_or("").trim().parse().ok()
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Keeps an incoming X-Request-ID of ≤ 128 bytes, otherwise generates one,
-/// and echoes it on the response.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// Everything every request goes through, in one layer (each separate
+/// `from_fn` layer costs a boxed future and a service clone per request):
+///
+/// 1. keeps an incoming X-Request-ID of ≤ 128 bytes, otherwise makes one,
+///    and echoes it on the response;
+/// 2. refuses cross-origin writes ([`cross_origin_refused`]);
+/// 3. bounds how long the body may take to arrive ([`BODY_READ_TIMEOUT`]);
+/// 4. turns axum's plain-text 413 into the error envelope;
+/// 5. records the HTTP metrics and one structured access-log line (never
+///    bodies or query strings);
+/// 6. adds the security headers.
+async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
     let id = req
         .headers()
         .get(&REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("uuid is a valid header")
-        });
+        .unwrap_or_else(new_request_id);
     req.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut resp = next.run(req).await;
-    resp.headers_mut().insert(REQUEST_ID, id);
+    let method = method_label(req.method());
+    let uri = req.uri().clone();
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| crate::app::metrics::interned(m.as_str()))
+        .unwrap_or("unmatched");
+    let req_bytes = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+
+    let metrics = s.app.metrics();
+    metrics.in_flight(1);
+    let mut resp = if cross_origin_refused(&s.opts, &req) {
+        AppError::new(
+            ErrorKind::Forbidden,
+            "cross-origin request refused: allow the origin in serve.http.cors",
+        )
+        .into_response()
+    } else {
+        let req = req.map(|b| {
+            axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, b))
+        });
+        let resp = next.run(req).await;
+        if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+            && resp.headers().get("content-type").map(|v| v.as_bytes()) != Some(b"application/json")
+        {
+            AppError::new(ErrorKind::PayloadTooLarge, "request body is too large").into_response()
+        } else {
+            resp
+        }
+    };
+    metrics.in_flight(-1);
+
+    let status = resp.status().as_u16();
+    let resp_bytes = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .unwrap_or(0);
+    let elapsed = start.elapsed();
+    metrics.http(
+        method,
+        status,
+        endpoint,
+        elapsed.as_secs_f64(),
+        req_bytes,
+        resp_bytes,
+    );
+    let health = uri.path().starts_with("/health/");
+    if !(health && s.opts.exclude_health_logs) {
+        tracing::info!(
+            http_request.method = method,
+            http_request.path = uri.path(),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = id.to_str().unwrap_or(""),
+            "HTTP request completed"
+        );
+    }
+    let h = resp.headers_mut();
+    h.insert(REQUEST_ID, id);
+    add_security_headers(h);
     resp
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+/// A fresh request id: a random (v4) UUID.
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; 36];
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+}
+
+/// The method as a metrics/log label (unknown methods are one label).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn add_security_headers(h: &mut axum::http::HeaderMap) {
     h.insert(
         "strict-transport-security",
         HeaderValue::from_static("max-age=31536000; includeSubDomains"),
@@ -408,69 +493,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         );
     }
-    resp
 }
 
-/// Turns axum's plain-text 413 into the error envelope.
-async fn body_limit_envelope(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp.headers().get("content-type").map(|v| v.as_bytes()) != Some(b"application/json")
-    {
-        return AppError::new(ErrorKind::PayloadTooLarge, "request body is too large")
-            .into_response();
-    }
-    resp
-}
-
-/// One structured log line and the HTTP metrics per request; never logs
-/// bodies or query strings.
-async fn access_log(State(s): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let endpoint = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let req_bytes = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let rid = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let metrics = s.app.metrics().clone();
-    metrics.in_flight(1);
-    let resp = next.run(req).await;
-    metrics.in_flight(-1);
-    let resp_bytes = axum::body::HttpBody::size_hint(resp.body())
-        .exact()
-        .unwrap_or(0);
-    metrics.http(
-        method.as_str(),
-        resp.status().as_u16(),
-        &endpoint,
-        start.elapsed().as_secs_f64(),
-        req_bytes,
-        resp_bytes,
-    );
-    let health = path.starts_with("/health/");
-    if !(health && s.opts.exclude_health_logs) {
-        tracing::info!(
-            http_request.method = %method,
-            http_request.path = %path,
-            status = resp.status().as_u16(),
-            duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-            request_id = %rid,
-            "HTTP request completed"
-        );
-    }
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    add_security_headers(resp.headers_mut());
     resp
 }
