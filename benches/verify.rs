@@ -11,6 +11,11 @@
 
 mod common;
 
+// The allocator the `talos` binary uses (src/main.rs), so in-process
+// figures match the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
