@@ -30,6 +30,19 @@ async fn verify_with_xff(s: &TestServer, key: &str, xff: &str) -> Value {
     v
 }
 
+/// A server reading the client IP from X-Forwarded-For, trusting
+/// `trusted_proxies` when given.
+async fn xff_server(trusted_proxies: Option<&str>) -> TestServer {
+    let mut env = vec![(
+        "TALOS_SERVE_HTTP_CLIENT_IP_SOURCE",
+        "CLIENT_IP_SOURCE_X_FORWARDED_FOR",
+    )];
+    if let Some(t) = trusted_proxies {
+        env.push(("TALOS_SERVE_HTTP_TRUSTED_PROXIES", t));
+    }
+    TestServer::start(Plane::All, &env).await
+}
+
 fn allowed(v: &Value) -> bool {
     match v["is_valid"].as_bool() {
         Some(true) => true,
@@ -50,14 +63,7 @@ async fn forwarded_for_is_ignored_by_default() {
 
 #[tokio::test]
 async fn without_trusted_proxies_the_leftmost_entry_counts() {
-    let s = TestServer::start(
-        Plane::All,
-        &[(
-            "TALOS_SERVE_HTTP_CLIENT_IP_SOURCE",
-            "CLIENT_IP_SOURCE_X_FORWARDED_FOR",
-        )],
-    )
-    .await;
+    let s = xff_server(None).await;
     let key = restricted_key(&s).await;
     // Ory Talos's rule: anyone can claim an address (hence the startup warning).
     assert!(allowed(
@@ -70,34 +76,14 @@ async fn without_trusted_proxies_the_leftmost_entry_counts() {
 
 #[tokio::test]
 async fn headers_from_an_untrusted_peer_are_ignored() {
-    let s = TestServer::start(
-        Plane::All,
-        &[
-            (
-                "TALOS_SERVE_HTTP_CLIENT_IP_SOURCE",
-                "CLIENT_IP_SOURCE_X_FORWARDED_FOR",
-            ),
-            ("TALOS_SERVE_HTTP_TRUSTED_PROXIES", "10.0.0.0/8"),
-        ],
-    )
-    .await;
+    let s = xff_server(Some("10.0.0.0/8")).await;
     let key = restricted_key(&s).await;
     assert!(!allowed(&verify_with_xff(&s, &key, "198.51.100.7").await));
 }
 
 #[tokio::test]
 async fn through_a_trusted_proxy_the_rightmost_untrusted_entry_counts() {
-    let s = TestServer::start(
-        Plane::All,
-        &[
-            (
-                "TALOS_SERVE_HTTP_CLIENT_IP_SOURCE",
-                "CLIENT_IP_SOURCE_X_FORWARDED_FOR",
-            ),
-            ("TALOS_SERVE_HTTP_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
-        ],
-    )
-    .await;
+    let s = xff_server(Some("127.0.0.1, 10.0.0.0/8")).await;
     let key = restricted_key(&s).await;
     // The client claimed 198.51.100.7; the proxies appended what they saw.
     assert!(!allowed(
@@ -118,7 +104,10 @@ fn a_bad_trusted_proxy_entry_is_a_startup_error() {
                 crate::SECRET.to_string(),
             ),
             ("TALOS_DB_DSN".to_string(), "memory".to_string()),
-            ("TALOS_CREDENTIALS_ISSUER".to_string(), "test-issuer".to_string()),
+            (
+                "TALOS_CREDENTIALS_ISSUER".to_string(),
+                "test-issuer".to_string(),
+            ),
             (
                 "TALOS_SERVE_HTTP_TRUSTED_PROXIES".to_string(),
                 "10.0.0.0/8,proxy.local".to_string(),
