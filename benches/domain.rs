@@ -5,7 +5,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use talos::adapters::http::wire::{
@@ -122,21 +121,9 @@ fn wire_json(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if common::quick() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(20)
-    } else {
-        c.warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3))
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_config(3);
     targets = keys, routing, page_tokens, wire_json
 }
 criterion_main!(benches);

@@ -36,13 +36,6 @@ const BARE_LOOKUP: &str = "SELECT nid, key_id, name, token_prefix, actor_id, sco
 
 const NIL: &str = "00000000-0000-0000-0000-000000000000";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn uncached_app(store: Arc<dyn KeyStore>) -> App {
     let settings = common::settings(&[]);
     App::new(
@@ -77,6 +70,66 @@ fn key_ids(tokens: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The bare primary-key lookup of one issued key.
+async fn bare_lookup<P: sqlx::Database>(pool: &sqlx::Pool<P>, id: &str) -> Option<P::Row>
+where
+    for<'q> <P as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, P>,
+    for<'q> &'q str: sqlx::Encode<'q, P> + sqlx::Type<P>,
+    for<'c> &'c sqlx::Pool<P>: sqlx::Executor<'c, Database = P>,
+{
+    sqlx::query::<P>(BARE_LOOKUP)
+        .bind(NIL)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .expect("lookup")
+}
+
+/// `verify_miss` (cache off) next to `bare_sqlx_pk_lookup` on the same
+/// random keys, then the [`paired`] comparison.
+#[allow(clippy::too_many_arguments)]
+fn miss_vs_bare<P: sqlx::Database>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    seed: u64,
+    app: &App,
+    pool: &sqlx::Pool<P>,
+    tokens: &[String],
+    ids: &[String],
+) where
+    for<'q> <P as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, P>,
+    for<'q> &'q str: sqlx::Encode<'q, P> + sqlx::Type<P>,
+    for<'c> &'c sqlx::Pool<P>: sqlx::Executor<'c, Database = P>,
+{
+    let n = tokens.len();
+    let ctx = RequestCtx::new(NetworkId::NIL);
+    let mut pick = common::Pick::new(seed);
+    g.bench_function(format!("verify_miss/{n}_keys"), |b| {
+        b.to_async(rt).iter(|| {
+            let tok = &tokens[pick.next(n)];
+            let ctx = &ctx;
+            async move {
+                let o = app.verify(ctx, tok).await;
+                debug_assert!(o.result.is_ok());
+                black_box(o)
+            }
+        })
+    });
+    let mut pick = common::Pick::new(seed);
+    g.bench_function(format!("bare_sqlx_pk_lookup/{n}_keys"), |b| {
+        b.to_async(rt).iter(|| {
+            let id = &ids[pick.next(n)];
+            async move {
+                let row = bare_lookup(pool, id).await;
+                debug_assert!(row.is_some());
+                black_box(row)
+            }
+        })
+    });
+    rt.block_on(paired(label, app, pool, tokens, ids));
+}
+
 /// Paired comparison that survives a noisy machine: `rounds` alternating
 /// blocks of `per` verify-miss calls and `per` bare lookups (same random
 /// keys), reporting the median per-call time of each and their ratio.
@@ -104,13 +157,7 @@ async fn paired<P: sqlx::Database>(
         miss.push(t.elapsed() / per as u32);
         let t = Instant::now();
         for &i in &picks {
-            let row = sqlx::query::<P>(BARE_LOOKUP)
-                .bind(NIL)
-                .bind(ids[i].as_str())
-                .fetch_optional(pool)
-                .await
-                .expect("lookup");
-            black_box(row.is_some());
+            black_box(bare_lookup(pool, &ids[i]).await.is_some());
         }
         bare.push(t.elapsed() / per as u32);
     }
@@ -127,7 +174,7 @@ async fn paired<P: sqlx::Database>(
 
 fn sqlite(c: &mut Criterion) {
     let n = common::key_count("BENCH_SQL_KEYS", 100_000);
-    let rt = runtime();
+    let rt = common::runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bench.db");
     let dsn = format!("sqlite://{}", path.display());
@@ -137,7 +184,6 @@ fn sqlite(c: &mut Criterion) {
     eprintln!("sqlite: seeded {n} issued keys in {:?}", t.elapsed());
     let ids = key_ids(&tokens);
     let app = uncached_app(store);
-    let ctx = RequestCtx::new(NetworkId::NIL);
     let bare = rt.block_on(async {
         let opts = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
@@ -151,37 +197,7 @@ fn sqlite(c: &mut Criterion) {
     });
 
     let mut g = c.benchmark_group("sqlite");
-    let mut pick = common::Pick::new(11);
-    g.bench_function(format!("verify_miss/{n}_keys"), |b| {
-        b.to_async(&rt).iter(|| {
-            let tok = &tokens[pick.next(n)];
-            let (app, ctx) = (&app, &ctx);
-            async move {
-                let o = app.verify(ctx, tok).await;
-                debug_assert!(o.result.is_ok());
-                black_box(o)
-            }
-        })
-    });
-    let mut pick = common::Pick::new(11);
-    g.bench_function(format!("bare_sqlx_pk_lookup/{n}_keys"), |b| {
-        b.to_async(&rt).iter(|| {
-            let id = &ids[pick.next(n)];
-            let bare = &bare;
-            async move {
-                let row = sqlx::query(BARE_LOOKUP)
-                    .bind(NIL)
-                    .bind(id.as_str())
-                    .fetch_optional(bare)
-                    .await
-                    .expect("lookup");
-                debug_assert!(row.is_some());
-                black_box(row)
-            }
-        })
-    });
-
-    rt.block_on(paired("SQLITE", &app, &bare, &tokens, &ids));
+    miss_vs_bare(&mut g, &rt, "SQLITE", 11, &app, &bare, &tokens, &ids);
 
     let mut i = 0u64;
     g.bench_function("issue", |b| {
@@ -263,7 +279,7 @@ fn sqlite(c: &mut Criterion) {
 fn postgres(c: &mut Criterion) {
     let admin_url = std::env::var("TALOS_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let rt = runtime();
+    let rt = common::runtime();
     let db = format!("talos_bench_{}", std::process::id());
     let base = admin_url
         .rsplit_once('/')
@@ -291,7 +307,6 @@ fn postgres(c: &mut Criterion) {
     eprintln!("postgres: seeded {n} issued keys in {:?}", t.elapsed());
     let ids = key_ids(&tokens);
     let app = uncached_app(store);
-    let ctx = RequestCtx::new(NetworkId::NIL);
     let bare = rt.block_on(async {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(10)
@@ -300,32 +315,9 @@ fn postgres(c: &mut Criterion) {
             .expect("bare pg pool")
     });
     let mut g = c.benchmark_group("postgres");
-    let mut pick = common::Pick::new(13);
-    g.bench_function(format!("verify_miss/{n}_keys"), |b| {
-        b.to_async(&rt).iter(|| {
-            let tok = &tokens[pick.next(n)];
-            let (app, ctx) = (&app, &ctx);
-            async move { black_box(app.verify(ctx, tok).await) }
-        })
-    });
-    let mut pick = common::Pick::new(13);
-    g.bench_function(format!("bare_sqlx_pk_lookup/{n}_keys"), |b| {
-        b.to_async(&rt).iter(|| {
-            let id = &ids[pick.next(n)];
-            let bare = &bare;
-            async move {
-                let row = sqlx::query(BARE_LOOKUP)
-                    .bind(NIL)
-                    .bind(id.as_str())
-                    .fetch_optional(bare)
-                    .await
-                    .expect("lookup");
-                black_box(row)
-            }
-        })
-    });
+    miss_vs_bare(&mut g, &rt, "POSTGRES", 13, &app, &bare, &tokens, &ids);
     g.finish();
-    rt.block_on(paired("POSTGRES", &app, &bare, &tokens, &ids));
+
     drop(app);
     rt.block_on(async {
         bare.close().await;
@@ -339,21 +331,9 @@ fn postgres(c: &mut Criterion) {
     });
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if common::quick() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(20)
-    } else {
-        c.warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(4))
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_config(4);
     targets = sqlite, postgres
 }
 criterion_main!(benches);

@@ -37,13 +37,6 @@ use talos::domain::derived::DerivedClaims;
 use talos::domain::{NetworkId, Secret, TokenAlgorithm};
 use talos::ports::{KeyCache, KeyStore, SystemClock};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn cached_settings() -> talos::app::config::Settings {
     common::settings(&[
         ("TALOS_CACHE_TYPE", "memory"),
@@ -69,7 +62,7 @@ fn app_with(
 
 fn cache_hit(c: &mut Criterion) {
     let n = common::key_count("BENCH_KEYS", 1_000_000);
-    let rt = runtime();
+    let rt = common::runtime();
     let settings = cached_settings();
     let CacheKind::Memory { max_bytes } = settings.fixed.cache_kind else {
         panic!("memory cache expected")
@@ -142,7 +135,7 @@ fn jwks_url(keys: &[Value]) -> String {
 }
 
 fn derived_jwt(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = common::runtime();
     let mut g = c.benchmark_group("derived_jwt");
     for (label, kind, alg) in [
         ("EdDSA", JwkKind::Eddsa, Algorithm::EdDSA),
@@ -214,21 +207,9 @@ fn derived_jwt(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if common::quick() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1))
-            .sample_size(20)
-    } else {
-        c.warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(4))
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::criterion_config(4);
     targets = cache_hit, derived_jwt
 }
 criterion_main!(benches);

@@ -28,6 +28,28 @@ pub fn key_count(var: &str, default: usize) -> usize {
     }
 }
 
+/// A single-threaded tokio runtime for `b.to_async(..)`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Criterion settings shared by the benches: `measure_secs` per benchmark,
+/// or a short run (1 s, 20 samples) with `BENCH_QUICK=1`.
+pub fn criterion_config(measure_secs: u64) -> criterion::Criterion {
+    let c = criterion::Criterion::default();
+    if quick() {
+        c.warm_up_time(std::time::Duration::from_millis(300))
+            .measurement_time(std::time::Duration::from_secs(1))
+            .sample_size(20)
+    } else {
+        c.warm_up_time(std::time::Duration::from_secs(1))
+            .measurement_time(std::time::Duration::from_secs(measure_secs))
+    }
+}
+
 pub fn quick() -> bool {
     std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
 }
