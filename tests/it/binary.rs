@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::services::free_port;
-use crate::SECRET;
+use crate::{post_json, SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_talos");
 
@@ -97,42 +97,33 @@ async fn sigterm_drains_and_logs_never_carry_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let p = spawn(dir.path(), &[]);
     wait_ready(&p).await;
-    let c = reqwest::Client::new();
-    let v: serde_json::Value = c
-        .post(format!("{}/v2alpha1/admin/issuedApiKeys", p.base))
-        .json(&json!({"name": "n", "actor_id": "u", "metadata": {"note": "x"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = post_json(
+        &p.base,
+        "/v2alpha1/admin/issuedApiKeys",
+        json!({"name": "n", "actor_id": "u", "metadata": {"note": "x"}}),
+    )
+    .await;
     let key = v["secret"].as_str().unwrap().to_string();
-    let v: serde_json::Value = c
-        .post(format!("{}/v2alpha1/admin/apiKeys:verify", p.base))
-        .json(&json!({"credential": key}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = post_json(
+        &p.base,
+        "/v2alpha1/admin/apiKeys:verify",
+        json!({"credential": key}),
+    )
+    .await;
     assert_eq!(v["is_valid"], true);
-    c.post(format!("{}/v2alpha1/admin/importedApiKeys", p.base))
-        .json(&json!({"raw_key": "sk_live_rawsecret_123", "name": "i", "actor_id": "u"}))
-        .send()
-        .await
-        .unwrap();
-    c.post(format!("{}/v2alpha1/admin/apiKeys:verify", p.base))
-        .json(&json!({"credential": "sk_live_rawsecret_123"}))
-        .send()
-        .await
-        .unwrap();
-    c.post(format!("{}/v2alpha1/apiKeys:selfRevoke", p.base))
-        .json(&json!({"credential": key}))
-        .send()
-        .await
-        .unwrap();
+    for (path, body) in [
+        (
+            "/v2alpha1/admin/importedApiKeys",
+            json!({"raw_key": "sk_live_rawsecret_123", "name": "i", "actor_id": "u"}),
+        ),
+        (
+            "/v2alpha1/admin/apiKeys:verify",
+            json!({"credential": "sk_live_rawsecret_123"}),
+        ),
+        ("/v2alpha1/apiKeys:selfRevoke", json!({"credential": key})),
+    ] {
+        post_json(&p.base, path, body).await;
+    }
 
     // A request in flight when SIGTERM arrives still completes.
     let slow = tokio::spawn({

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::binary::{spawn, wait_ready, Proc};
-use crate::list_all;
+use crate::{list_all, post_json};
 
 const CHUNK: usize = 100;
 
@@ -80,31 +80,22 @@ async fn sigkill_during_batch_import_leaves_whole_chunks() {
     );
     // Every stored key verifies; rerunning the whole import completes it
     // without duplicates.
-    let c = reqwest::Client::new();
-    let v: Value = c
-        .post(format!("{}/v2alpha1/admin/apiKeys:verify", p.base))
-        .json(&json!({"credential": "crash-import-00042"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = post_json(
+        &p.base,
+        "/v2alpha1/admin/apiKeys:verify",
+        json!({"credential": "crash-import-00042"}),
+    )
+    .await;
     assert_eq!(v["is_valid"], true, "{v}");
     let mut imported = 0;
     let mut duplicates = 0;
     for chunk in 0..chunks {
-        let r = c
-            .post(format!(
-                "{}/v2alpha1/admin/importedApiKeys:batchCreate",
-                p.base
-            ))
-            .json(&chunk_body(chunk))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap();
+        let (status, v) = post_json(
+            &p.base,
+            "/v2alpha1/admin/importedApiKeys:batchCreate",
+            chunk_body(chunk),
+        )
+        .await;
         if status == 200 {
             for r in v["results"].as_array().unwrap() {
                 if r["imported_api_key"].is_object() {
@@ -135,16 +126,12 @@ async fn sigkill_during_rotations_leaves_one_active_key() {
     let quiet = [("TALOS_LOG_LEVEL", "warn")];
     let mut p = spawn(dir.path(), &quiet);
     wait_ready(&p).await;
-    let c = reqwest::Client::new();
-    let v: Value = c
-        .post(format!("{}/v2alpha1/admin/issuedApiKeys", p.base))
-        .json(&json!({"name": "rot", "actor_id": "rotator"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = post_json(
+        &p.base,
+        "/v2alpha1/admin/issuedApiKeys",
+        json!({"name": "rot", "actor_id": "rotator"}),
+    )
+    .await;
     let first = v["issued_api_key"]["key_id"].as_str().unwrap().to_string();
     let acked = Arc::new(AtomicUsize::new(0));
     let rotator = tokio::spawn({

@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::binary::{sigterm, spawn, stderr_of, wait_ready};
-use crate::list_all;
+use crate::{list_all, post_json};
 
 struct Tmpfs(std::path::PathBuf);
 
@@ -32,16 +32,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 async fn count(base: &str) -> usize {
@@ -71,7 +61,7 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
     let p = spawn(dir.path(), &[("TALOS_LOG_LEVEL", "error")]);
     wait_ready(&p).await;
 
-    let (st, v) = post(
+    let (st, v) = post_json(
         &p.base,
         "/v2alpha1/admin/issuedApiKeys",
         json!({"name": "early", "actor_id": "u"}),
@@ -84,7 +74,7 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
     let mut next = 0;
     let mut acked = 0;
     let failure = loop {
-        let (st, v) = post(
+        let (st, v) = post_json(
             &p.base,
             "/v2alpha1/admin/importedApiKeys:batchCreate",
             batch(next, 100),
@@ -114,7 +104,7 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
         .await
         .unwrap();
     assert_eq!(alive.status(), 200);
-    let (_, v) = post(
+    let (_, v) = post_json(
         &p.base,
         "/v2alpha1/admin/apiKeys:verify",
         json!({"credential": early}),
@@ -136,7 +126,7 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
     std::fs::remove_file(&ballast).unwrap();
     let mut attempts = Vec::new();
     for _ in 0..5 {
-        let (st, v) = post(
+        let (st, v) = post_json(
             &p.base,
             "/v2alpha1/admin/importedApiKeys:batchCreate",
             batch(next, 100),

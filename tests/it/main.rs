@@ -239,6 +239,18 @@ impl Drop for TestServer {
     }
 }
 
+/// POSTs `body` as JSON to `base` + `path` (a spawned or in-process
+/// server) and returns the status and the body.
+pub async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    split(r).await
+}
+
 pub async fn split(r: reqwest::Response) -> (u16, Value) {
     let st = r.status().as_u16();
     let text = r.text().await.unwrap();
