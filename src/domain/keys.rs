@@ -45,7 +45,16 @@ pub fn is_imported_key_id(s: &str) -> bool {
 
 /// Canonical lowercase hyphenated UUID.
 pub fn is_issued_key_id(s: &str) -> bool {
-    s.len() == 36 && Uuid::parse_str(s).is_ok_and(|u| is_canonical(&u, s))
+    issued_key_uuid(s).is_some()
+}
+
+/// The UUID of an issued key id, if `s` is its canonical (lowercase,
+/// hyphenated) spelling.
+pub fn issued_key_uuid(s: &str) -> Option<Uuid> {
+    if s.len() != 36 {
+        return None;
+    }
+    Uuid::parse_str(s).ok().filter(|u| is_canonical(u, s))
 }
 
 /// `s` is exactly the lowercase hyphenated form of `u` (no allocation).
@@ -101,7 +110,7 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
     if ts.is_empty() || ts.len() > 19 || !ts.bytes().all(|b| b.is_ascii_digit()) || id.len() != 36 {
         return None;
     }
-    let key_id = Uuid::parse_str(id).ok().filter(|u| is_canonical(u, id))?;
+    let key_id = issued_key_uuid(id)?;
     Some(ParsedV1 {
         prefix,
         identifier,

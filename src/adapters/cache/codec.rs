@@ -67,15 +67,21 @@ pub fn decode(bytes: &[u8]) -> Result<(KeyView, Timestamp), CacheError> {
     struct Version {
         v: u8,
     }
-    let corrupt = |e: serde_json::Error| CacheError::Corrupt(e.to_string());
-    let v: Version = serde_json::from_slice(bytes).map_err(corrupt)?;
-    if v.v != VERSION {
-        return Err(CacheError::Corrupt(format!(
-            "unknown cache entry version {}",
-            v.v
-        )));
+    let unknown_version = |v: u8| CacheError::Corrupt(format!("unknown cache entry version {v}"));
+    // One parse on the normal path; an entry of another version usually
+    // fails to decode as this one, so its version is read only then.
+    let w: Wire = match serde_json::from_slice(bytes) {
+        Ok(w) => w,
+        Err(e) => {
+            return Err(match serde_json::from_slice::<Version>(bytes) {
+                Ok(v) if v.v != VERSION => unknown_version(v.v),
+                _ => CacheError::Corrupt(e.to_string()),
+            })
+        }
+    };
+    if w.v != VERSION {
+        return Err(unknown_version(w.v));
     }
-    let w: Wire = serde_json::from_slice(bytes).map_err(corrupt)?;
     let bad = |what: &str| CacheError::Corrupt(format!("bad {what}"));
     if !w.m.get().trim_start().starts_with('{') {
         return Err(bad("metadata"));

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
-use crate::domain::keys::is_imported_key_id;
+use crate::domain::keys::{is_imported_key_id, issued_key_uuid};
 use crate::domain::view::KeyView;
 use crate::domain::NetworkId;
 use crate::ports::{CacheError, KeyCache, Ticket};
@@ -37,13 +37,8 @@ enum Id {
 
 impl Id {
     fn of(key_id: &str) -> Id {
-        if key_id.len() == 36 {
-            if let Ok(u) = uuid::Uuid::try_parse(key_id) {
-                let mut buf = [0u8; 36];
-                if u.as_hyphenated().encode_lower(&mut buf).as_bytes() == key_id.as_bytes() {
-                    return Id::Uuid(u.as_u128());
-                }
-            }
+        if let Some(u) = issued_key_uuid(key_id) {
+            return Id::Uuid(u.as_u128());
         }
         if is_imported_key_id(key_id) {
             let mut b = [0u8; 32];
