@@ -559,16 +559,13 @@ pub struct VerifyResponseBody<'a> {
     pub issuer: &'a str,
 }
 
-struct Strs<I>(std::cell::Cell<Option<I>>);
+/// A key view's scopes as a JSON array, without collecting them.
+struct Scopes<'a>(&'a crate::domain::view::KeyView);
 
-impl<'a, I: Iterator<Item = &'a str>> Serialize for Strs<I> {
+impl Serialize for Scopes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.take().into_iter().flatten())
+        s.collect_seq(self.0.scopes())
     }
-}
-
-fn strs<'a, I: Iterator<Item = &'a str>>(i: I) -> Strs<I> {
-    Strs(std::cell::Cell::new(Some(i)))
 }
 
 impl Serialize for VerifyResponseBody<'_> {
@@ -585,7 +582,7 @@ impl Serialize for VerifyResponseBody<'_> {
                 st.serialize_field("is_valid", &true)?;
                 st.serialize_field("key_id", k.key_id())?;
                 st.serialize_field("actor_id", k.actor_id())?;
-                st.serialize_field("scopes", &strs(k.scopes()))?;
+                st.serialize_field("scopes", &Scopes(k))?;
                 st.serialize_field("metadata", metadata)?;
                 match k.expires_at {
                     Some(t) => st.serialize_field("expire_time", &Time(t))?,
