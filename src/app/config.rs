@@ -1070,8 +1070,10 @@ pub struct RuntimeSettings {
     pub derived_default_ttl: Duration,
     pub signing_key_id: String,
     pub signing_key_urls: Vec<Secret>,
+    /// Minted with.
     pub macaroon_prefix: String,
-    pub macaroon_retired_prefixes: Vec<String>,
+    /// Accepted: `[macaroon_prefix, …retired]`.
+    pub macaroon_accepted_prefixes: Vec<String>,
     pub secrets: SecretSet,
     pub cache_enabled: bool,
     pub cache_ttl: Duration,
@@ -1087,10 +1089,8 @@ impl RuntimeSettings {
             .chain(self.retired_prefixes.iter().map(String::as_str))
             .chain(self.public_retired_prefixes.iter().map(String::as_str))
     }
-    pub fn macaroon_prefixes(&self) -> Vec<String> {
-        std::iter::once(self.macaroon_prefix.clone())
-            .chain(self.macaroon_retired_prefixes.iter().cloned())
-            .collect()
+    pub fn macaroon_prefixes(&self) -> &[String] {
+        &self.macaroon_accepted_prefixes
     }
     /// `[issuer, …active retired issuers]` at `now`.
     pub fn accepted_issuers(&self, now: Timestamp) -> Vec<&str> {
@@ -1301,11 +1301,11 @@ pub fn resolve(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Settings, 
             .map(|u| Secret::new(u.clone()))
             .collect(),
         macaroon_prefix: mp.current.clone(),
-        macaroon_retired_prefixes: mp.retired.clone(),
-        secrets: SecretSet {
-            current: Secret::new(current),
-            retired: retired_secrets,
-        },
+        macaroon_accepted_prefixes: std::iter::once(&mp.current)
+            .chain(&mp.retired)
+            .cloned()
+            .collect(),
+        secrets: SecretSet::new(Secret::new(current), retired_secrets),
         cache_enabled: raw.cache.enabled,
         cache_ttl: duration("cache.ttl", &raw.cache.ttl).or_else(|e| {
             // A non-positive ttl disables caching (spec §10.2).

@@ -73,7 +73,7 @@ impl App {
                     .collect();
                 derived::verify_macaroon(
                     credential,
-                    &rt.macaroon_prefixes(),
+                    rt.macaroon_prefixes(),
                     &roots,
                     now,
                     ctx.client_ip,

@@ -927,16 +927,14 @@ impl App {
         rt: &RuntimeSettings,
         credential: &str,
         (kind, parsed): (CredentialKind, Option<keys::ParsedV1<'_>>),
+        now: Timestamp,
     ) -> Result<(KeyKind, String), VerifyFailure> {
-        let now = self.now();
         match kind {
             CredentialKind::Issued => {
-                let secrets = rt.secrets.active(now);
-                let parsed = match parsed {
-                    Some(p) => keys::verify_parsed(p, &secrets),
-                    None => keys::verify_v1(credential, &secrets),
-                }
-                .ok_or_else(VerifyFailure::not_found)?;
+                let parsed = parsed
+                    .or_else(|| keys::parse_v1(credential))
+                    .and_then(|p| keys::verify_parsed(p, rt.secrets.active_checksum_keys(now)))
+                    .ok_or_else(VerifyFailure::not_found)?;
                 if !access::key_timestamp_acceptable(
                     parsed.timestamp,
                     now,
@@ -1111,8 +1109,9 @@ impl App {
                 rate: None,
             };
         }
+        let now = self.now();
         let (key_kind, key_id) = match self
-            .lookup_credential(ctx, &rt, credential, (kind, parsed))
+            .lookup_credential(ctx, &rt, credential, (kind, parsed), now)
             .await
         {
             Ok(v) => v,
@@ -1125,8 +1124,7 @@ impl App {
             match self.cache.get(ctx.nid, &key_id).await {
                 Ok(Some(cached))
                     if cached.kind == key_kind
-                        && access::check_state(cached.status, cached.expires_at, self.now())
-                            .is_ok() =>
+                        && access::check_state(cached.status, cached.expires_at, now).is_ok() =>
                 {
                     let result = check_ip(cached.allowed_cidrs(), ctx.client_ip)
                         .map(|()| Verified::from_view(kind, cached));
@@ -1245,7 +1243,7 @@ impl App {
             ));
         }
         let (key_kind, key_id) = self
-            .lookup_credential(ctx, &rt, credential, (kind, parsed))
+            .lookup_credential(ctx, &rt, credential, (kind, parsed), self.now())
             .await
             .map_err(|_| not_found_for(KeyKind::Issued))?;
         let key = self
@@ -1341,10 +1339,7 @@ fn precheck_credential<'a>(
             format!("credential must be at most {MAX_CREDENTIAL_BYTES} bytes"),
         ));
     }
-    Ok(credential::route_parsed(
-        credential,
-        &rt.macaroon_prefixes(),
-    ))
+    Ok(credential::route_parsed(credential, rt.macaroon_prefixes()))
 }
 
 fn check_ip<S: AsRef<str>>(
@@ -1381,7 +1376,7 @@ fn check_raw_key(raw: &Secret, rt: &RuntimeSettings) -> Result<(), (ErrorKind, S
             format!("raw_key must be at most {MAX_CREDENTIAL_BYTES} bytes"),
         ));
     }
-    match credential::route(s, &rt.macaroon_prefixes()) {
+    match credential::route(s, rt.macaroon_prefixes()) {
         CredentialKind::Issued => Err((
             ErrorKind::Conflict,
             "cannot import key: format conflicts with issued api key pattern".into(),

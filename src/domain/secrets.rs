@@ -4,6 +4,7 @@ use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::keys::ChecksumKey;
 use super::model::{Secret, Timestamp};
 
 pub const PAGINATION_KEY_LABEL: &str = "talos/pagination/v1/cursor-key";
@@ -28,15 +29,42 @@ pub fn active_retired<T>(list: &[Retired<T>], now: Timestamp) -> Vec<&T> {
 pub struct SecretSet {
     pub current: Secret,
     pub retired: Vec<Retired<Secret>>,
+    /// `[current, …retired]`'s checksum keys, scheduled once.
+    checksum_keys: Vec<ChecksumKey>,
 }
 
 impl SecretSet {
+    pub fn new(current: Secret, retired: Vec<Retired<Secret>>) -> Self {
+        let checksum_keys = std::iter::once(&current)
+            .chain(retired.iter().map(|r| &r.value))
+            .map(ChecksumKey::new)
+            .collect();
+        SecretSet {
+            current,
+            retired,
+            checksum_keys,
+        }
+    }
+
     /// `[current, …active retired]`, skipping empty values.
     pub fn active(&self, now: Timestamp) -> Vec<&Secret> {
         std::iter::once(&self.current)
             .chain(active_retired(&self.retired, now))
             .filter(|s| !s.is_empty())
             .collect()
+    }
+
+    /// The checksum keys of [`SecretSet::active`], same order, no allocation.
+    pub fn active_checksum_keys(&self, now: Timestamp) -> impl Iterator<Item = &ChecksumKey> {
+        let retired = self
+            .retired
+            .iter()
+            .map(move |r| (&r.value, r.expires_at.is_none_or(|e| now < e)));
+        std::iter::once((&self.current, true))
+            .chain(retired)
+            .zip(&self.checksum_keys)
+            .filter(|((s, live), _)| *live && !s.is_empty())
+            .map(|(_, k)| k)
     }
 }
 
@@ -60,6 +88,7 @@ pub fn hkdf_derive(secret: &Secret, label: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::keys;
 
     #[test]
     fn domain_separated_vectors_15_2() {
@@ -111,9 +140,9 @@ mod tests {
     #[test]
     fn secret_set_order_15_3() {
         let now = Timestamp::from_secs(2_000_000_000);
-        let set = SecretSet {
-            current: Secret::new("hmac-secret-32chars-minimum-12345678901234"),
-            retired: vec![
+        let set = SecretSet::new(
+            Secret::new("hmac-secret-32chars-minimum-12345678901234"),
+            vec![
                 Retired {
                     value: Secret::new("expired-hmac"),
                     expires_at: Some(Timestamp::from_secs(1)),
@@ -127,7 +156,7 @@ mod tests {
                     expires_at: None,
                 },
             ],
-        };
+        );
         let active: Vec<&str> = set.active(now).into_iter().map(Secret::expose).collect();
         assert_eq!(
             active,
@@ -135,6 +164,30 @@ mod tests {
                 "hmac-secret-32chars-minimum-12345678901234",
                 "kept-hmac-secret-32chars-12345678901234567"
             ]
+        );
+        // The scheduled checksum keys follow the same selection and order.
+        assert_eq!(set.active_checksum_keys(now).count(), 2);
+        let id = uuid::Uuid::from_u128(7);
+        for (secret, accepted) in [
+            ("hmac-secret-32chars-minimum-12345678901234", true),
+            ("kept-hmac-secret-32chars-12345678901234567", true),
+            ("expired-hmac", false),
+            ("some-other-secret", false),
+        ] {
+            let key = keys::generate_v1("t", id, 1_000, &Secret::new(secret));
+            let parsed = keys::parse_v1(&key).unwrap();
+            assert_eq!(
+                keys::verify_parsed(parsed, set.active_checksum_keys(now)).is_some(),
+                accepted,
+                "{secret}"
+            );
+        }
+        let minted = keys::generate_v1("t", id, 1_000, &set.current);
+        let first = keys::parse_v1(&minted).unwrap();
+        let only_current = set.active_checksum_keys(now).take(1);
+        assert!(
+            keys::verify_parsed(first, only_current).is_some(),
+            "current first"
         );
     }
 }
