@@ -131,8 +131,11 @@ impl MemoryCache {
             self.inner.remove_if(&key, |v| v.until <= Instant::now());
             return None;
         }
-        // A stored view always carries the id it was stored under.
-        Some(e.view).filter(|v| v.nid == nid && v.key_id() == key_id)
+        // Entries are stored under their own view's (nid, id) and `Id` maps
+        // distinct id strings to distinct keys, so the view is this key's;
+        // not re-checked here, as that would read two more heap blocks.
+        debug_assert!(e.view.nid == nid && e.view.key_id() == key_id);
+        Some(e.view)
     }
 
     /// Caches `view` unless an invalidation happened since `generation`
