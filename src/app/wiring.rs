@@ -20,7 +20,7 @@ use crate::ports::{Clock, KeyCache, KeyStore, SystemClock};
 pub struct TelemetryGuard {
     #[cfg(feature = "otel")]
     inner: Option<crate::adapters::telemetry::TelemetryGuard>,
-    _logs: tracing_appender::non_blocking::WorkerGuard,
+    _logs: crate::adapters::log_writer::BatchGuard,
 }
 
 impl TelemetryGuard {
@@ -49,16 +49,14 @@ pub fn init_logging(
     use tracing_subscriber::{EnvFilter, Layer, Registry};
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,hyper=warn")));
-    // Lines go through a channel to a writer thread that batches them into
-    // one write per burst: the request path never waits on stderr. Not
-    // lossy: when 128k lines are queued, loggers wait.
-    let (writer, logs_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("talos-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    // Lines are batched in memory and written to stderr by a writer thread
+    // (crate::adapters::log_writer): the request path never waits on stderr
+    // and wakes nobody per line. Not lossy: loggers wait when 8 MiB are queued.
+    let (writer, logs_guard) = crate::adapters::log_writer::batched(
+        std::io::stderr(),
+        crate::adapters::log_writer::BatchOptions::default(),
+    )
+    .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(false);
