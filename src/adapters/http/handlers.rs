@@ -585,10 +585,27 @@ pub struct UpdateParamsLenient {
 
 // ------------------------------------------------------------ verification
 
+/// The request's cache directive, read straight from the request head (the
+/// `HeaderMap` extractor would copy every header of every verify request).
+pub struct CacheHeaders(pub CacheDirective);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CacheHeaders {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(CacheHeaders(cache_directive(&parts.headers)))
+    }
+}
+
+const ORY_TALOS_CACHE: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("ory-talos-cache");
+
 /// Reads `Cache-Control` / `Pragma` (spec §2.5).
 pub fn cache_directive(headers: &HeaderMap) -> CacheDirective {
     let mut d = CacheDirective::Default;
-    for v in headers.get_all("cache-control") {
+    for v in headers.get_all(axum::http::header::CACHE_CONTROL) {
         let v = v.to_str().unwrap_or("").to_ascii_lowercase();
         for part in v.split(',').map(str::trim) {
             match part {
@@ -599,7 +616,7 @@ pub fn cache_directive(headers: &HeaderMap) -> CacheDirective {
         }
     }
     if d == CacheDirective::Default {
-        for v in headers.get_all("pragma") {
+        for v in headers.get_all(axum::http::header::PRAGMA) {
             if v.to_str()
                 .unwrap_or("")
                 .trim()
@@ -622,11 +639,11 @@ pub fn cache_directive(headers: &HeaderMap) -> CacheDirective {
 pub async fn verify(
     State(s): State<Arc<HttpState>>,
     Extension(mut ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
+    CacheHeaders(directive): CacheHeaders,
     body: Bytes,
 ) -> Result<Response> {
     let r: VerifyApiKeyRequest = parse_body(&body)?;
-    ctx.cache = cache_directive(&headers);
+    ctx.cache = directive;
     let outcome = s
         .app
         .verify_with(&ctx, &r.credential, &r.expected_audiences)
@@ -638,7 +655,7 @@ pub async fn verify(
     })
     .into_response();
     resp.headers_mut().insert(
-        "ory-talos-cache",
+        ORY_TALOS_CACHE,
         HeaderValue::from_static(outcome.cache.as_str()),
     );
     if let Ok(Some(p)) = outcome.result.as_ref().map(|v| v.key.rate_limit.as_ref()) {
@@ -653,12 +670,16 @@ pub async fn verify(
         }
         if let Some(ms) = rate.retry_after_ms {
             let secs = (ms.max(0) + 999) / 1000;
-            resp.headers_mut()
-                .insert("retry-after", HeaderValue::from(secs.max(1)));
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(secs.max(1)),
+            );
         }
     }
-    resp.headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     Ok(resp)
 }
 
@@ -670,11 +691,11 @@ pub async fn verify(
 pub async fn batch_verify(
     State(s): State<Arc<HttpState>>,
     Extension(mut ctx): Extension<RequestCtx>,
-    headers: HeaderMap,
+    CacheHeaders(directive): CacheHeaders,
     body: Bytes,
 ) -> Result<Response> {
     let r: BatchVerifyApiKeysRequest = parse_body(&body)?;
-    ctx.cache = cache_directive(&headers);
+    ctx.cache = directive;
     let creds: Vec<(String, Vec<String>)> = r
         .requests
         .into_iter()
@@ -690,8 +711,10 @@ pub async fn batch_verify(
         })
         .collect();
     let mut resp = Json(BatchVerifyResponseBody { results }).into_response();
-    resp.headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     Ok(resp)
 }
 

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod handlers;
 pub mod openapi;
+mod read_timeout;
 pub mod server;
 pub mod wire;
 
@@ -309,9 +310,9 @@ async fn request_context(
     let host = if s.opts.trust_forwarded_host && forwarded_ok {
         headers
             .get("x-forwarded-host")
-            .or_else(|| headers.get("host"))
+            .or_else(|| headers.get(axum::http::header::HOST))
     } else {
-        headers.get("host")
+        headers.get(axum::http::header::HOST)
     }
     .and_then(|v| v.to_str().ok())
     .map(|h| h.split(',').next().unwrap_or("").trim().to_string());
@@ -393,7 +394,7 @@ async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> 
         .unwrap_or("unmatched");
     let req_bytes = req
         .headers()
-        .get("content-length")
+        .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
@@ -408,11 +409,15 @@ async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> 
         .into_response()
     } else {
         let req = req.map(|b| {
-            axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, b))
+            axum::body::Body::new(read_timeout::ReadTimeoutBody::new(b, BODY_READ_TIMEOUT))
         });
         let resp = next.run(req).await;
         if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-            && resp.headers().get("content-type").map(|v| v.as_bytes()) != Some(b"application/json")
+            && resp
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes())
+                != Some(b"application/json")
         {
             AppError::new(ErrorKind::PayloadTooLarge, "request body is too large").into_response()
         } else {
@@ -474,22 +479,24 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 }
 
 fn add_security_headers(h: &mut axum::http::HeaderMap) {
+    use axum::http::header;
+    // Typed header names: a `&str` name is parsed on every insert.
     h.insert(
-        "strict-transport-security",
+        header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000; includeSubDomains"),
     );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
-        "x-content-type-options",
+        header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     h.insert(
-        "referrer-policy",
+        header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
-    if !h.contains_key("content-security-policy") {
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
-            "content-security-policy",
+            header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         );
     }
