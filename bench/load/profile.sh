@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Profiles the talos server on the verify cache-hit path with perf:
 #
-#   bench/load/profile.sh [seconds]      # default 10
+#   bench/load/profile.sh [seconds]      # default 10 (BENCH_PERF_CALLGRAPH=dwarf for whole stacks)
 #
 # Seeds BENCH_KEYS (default 20000) keys into a temp SQLite db through the
 # store port, starts `talos serve` (memory cache), warms the cache, then runs
@@ -15,6 +15,11 @@ SECS=${1:-10}
 KEYS=${BENCH_KEYS:-20000}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
 SCRIPT_MODE=${BENCH_PROFILE_MODE:-verify}
+# Frame-pointer stacks (the default, `fp`) are cheap but break in code built
+# without frame pointers; BENCH_PERF_CALLGRAPH=dwarf gives whole stacks (and
+# inclusive costs per layer) at a lower sample rate.
+CALLGRAPH=${BENCH_PERF_CALLGRAPH:-fp}
+if [ "$CALLGRAPH" = fp ]; then FREQ=1999; else CALLGRAPH="$CALLGRAPH,32768"; FREQ=499; fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/talos-target}
 OUT=${BENCH_OUT:-$ROOT/bench/load/results/profile-$(date -u +%Y%m%dT%H%M%SZ)}
 WORK=$(mktemp -d /var/tmp/talos-prof.XXXXXX)
@@ -47,7 +52,7 @@ done
 wrk -t1 -c32 -d"$((SECS + 2))s" -s bench/load/talos.lua http://127.0.0.1:14460 -- "$SCRIPT_MODE" "$WORK/keys.txt" >"$OUT/wrk.txt" 2>&1 &
 WRK=$!
 sleep 1
-perf record -F 1999 -g -p "$SERVER" -o "$OUT/perf.data" -- sleep "$SECS" 2>"$OUT/perf-record.log"
+perf record -F "$FREQ" --call-graph "$CALLGRAPH" -p "$SERVER" -o "$OUT/perf.data" -- sleep "$SECS" 2>"$OUT/perf-record.log"
 wait "$WRK" || true
 grep RESULT "$OUT/wrk.txt" || cat "$OUT/wrk.txt"
 perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
