@@ -7,6 +7,7 @@ pub mod cache;
 pub mod http;
 pub mod jwk_generate;
 pub mod jwks;
+pub mod log_format;
 pub mod log_writer;
 pub mod memory;
 #[cfg(feature = "proxy")]

@@ -62,10 +62,7 @@ pub fn init_logging(
         .with_target(false);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Json => fmt
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
+            .event_format(crate::adapters::log_format::JsonLines)
             .with_filter(filter)
             .boxed(),
         LogFormat::Text => fmt.with_filter(filter).boxed(),
