@@ -64,6 +64,49 @@ mod imp {
         pub cache: Family<One, Counter>,
         pub batch_import: Family<One, Counter>,
         pub rate_limit: Family<One, Counter>,
+        /// The four HTTP series of a (method, code, route), found by the
+        /// label strings' addresses: one lookup per request instead of four
+        /// label hashes and family locks. Bounded: the labels are 'static
+        /// values from small fixed sets (see [`super::interned`]).
+        pub http_handles: std::sync::RwLock<
+            std::collections::HashMap<HttpKey, std::sync::Arc<HttpHandles>, BuildPtrHasher>,
+        >,
+    }
+
+    /// (method address, length), code, (route address, length).
+    pub type HttpKey = ((usize, usize), u16, (usize, usize));
+
+    pub struct HttpHandles {
+        pub requests: Counter,
+        pub duration: Histogram,
+        pub request_size: Histogram,
+        pub response_size: Histogram,
+    }
+
+    pub type BuildPtrHasher = std::hash::BuildHasherDefault<PtrHasher>;
+
+    /// A multiply-rotate hasher for small integer keys (addresses, codes).
+    #[derive(Default)]
+    pub struct PtrHasher(u64);
+
+    impl std::hash::Hasher for PtrHasher {
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.write_u64(u64::from(b));
+            }
+        }
+        fn write_u16(&mut self, n: u16) {
+            self.write_u64(u64::from(n));
+        }
+        fn write_usize(&mut self, n: usize) {
+            self.write_u64(n as u64);
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        fn finish(&self) -> u64 {
+            self.0
+        }
     }
 
     impl Default for Metrics {
@@ -83,6 +126,7 @@ mod imp {
                 cache: Family::default(),
                 batch_import: Family::default(),
                 rate_limit: Family::default(),
+                http_handles: Default::default(),
                 registry: Registry::default(),
             };
             registry.register(
@@ -214,20 +258,44 @@ impl Metrics {
         req_bytes: u64,
         resp_bytes: u64,
     ) {
+        let h = self.http_handles(method, code, endpoint);
+        h.requests.inc();
+        h.duration.observe(seconds);
+        h.request_size.observe(req_bytes as f64);
+        h.response_size.observe(resp_bytes as f64);
+    }
+    fn http_handles(
+        &self,
+        method: &'static str,
+        code: u16,
+        endpoint: &'static str,
+    ) -> std::sync::Arc<imp::HttpHandles> {
+        let at = |s: &str| (s.as_ptr() as usize, s.len());
+        let key = (at(method), code, at(endpoint));
+        if let Some(h) = self
+            .http_handles
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return h;
+        }
         let labels = imp::HttpLabels {
             method,
             code,
             endpoint,
         };
-        self.http_requests.get_or_create(&labels).inc();
-        self.http_duration.get_or_create(&labels).observe(seconds);
         let sl = imp::SizeLabels { method, code };
-        self.http_request_size
-            .get_or_create(&sl)
-            .observe(req_bytes as f64);
-        self.http_response_size
-            .get_or_create(&sl)
-            .observe(resp_bytes as f64);
+        let h = std::sync::Arc::new(imp::HttpHandles {
+            requests: self.http_requests.get_or_create(&labels).clone(),
+            duration: self.http_duration.get_or_create(&labels).clone(),
+            request_size: self.http_request_size.get_or_create(&sl).clone(),
+            response_size: self.http_response_size.get_or_create(&sl).clone(),
+        });
+        if let Ok(mut m) = self.http_handles.write() {
+            m.entry(key).or_insert_with(|| h.clone());
+        }
+        h
     }
     pub fn in_flight(&self, delta: i64) {
         self.http_in_flight.inc_by(delta);
@@ -279,4 +347,57 @@ pub fn interned(value: &str) -> &'static str {
     let v: &'static str = Box::leak(value.to_string().into_boxed_str());
     w.insert(v);
     v
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn http_series_are_counted_per_label_set() {
+        let m = Metrics::default();
+        // The same label text at another address lands in the same series.
+        let other_post: &'static str = Box::leak("POST".to_string().into_boxed_str());
+        m.http("POST", 200, "/v", 0.001, 10, 100);
+        m.http(other_post, 200, "/v", 0.002, 10, 100);
+        m.http("POST", 500, "/v", 0.003, 10, 100);
+        m.http("GET", 200, "/w", 0.004, 0, 5000);
+        let text = m.render().unwrap();
+        let count = |p: &str| {
+            line(&text, p)
+                .unwrap_or_else(|| panic!("{p} missing:\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            count(r#"http_requests_total{method="POST",code="200",endpoint="/v"}"#),
+            "2"
+        );
+        assert_eq!(
+            count(r#"http_requests_total{method="POST",code="500",endpoint="/v"}"#),
+            "1"
+        );
+        assert_eq!(
+            count(r#"http_requests_total{method="GET",code="200",endpoint="/w"}"#),
+            "1"
+        );
+        assert_eq!(
+            count(r#"http_request_duration_seconds_count{method="POST",code="200",endpoint="/v"}"#),
+            "2"
+        );
+        assert_eq!(
+            count(r#"http_response_size_bytes_count{method="POST",code="200"}"#),
+            "2"
+        );
+        assert_eq!(
+            count(r#"http_response_size_bytes_sum{method="GET",code="200"}"#),
+            "5000.0"
+        );
+    }
 }
