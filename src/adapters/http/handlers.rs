@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use super::error::not_found;
 use super::wire::*;
-use super::HttpState;
+use super::{Ctx, HttpState};
 use crate::app::service::{
     BatchItem, CacheDirective, KeyUpdate, NewKey, Patch, RequestCtx, RotateInput,
 };
@@ -114,7 +114,7 @@ fn split_verb(tail: &str) -> (&str, Option<&str>) {
     responses((status = 200, body = IssueApiKeyResponse), (status = "default", body = ErrorEnvelope)))]
 pub async fn issue_api_key(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     body: Bytes,
 ) -> Result<Json<IssueApiKeyResponse>> {
     let r: IssueApiKeyRequest = parse_body(&body)?;
@@ -156,7 +156,7 @@ pub struct ListParams {
     responses((status = 200, body = ListIssuedApiKeysResponse), (status = "default", body = ErrorEnvelope)))]
 pub async fn list_issued(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     q: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListIssuedApiKeysResponse>> {
     let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
@@ -316,7 +316,7 @@ pub async fn revoke_issued(
     responses((status = 200, body = ImportedApiKey), (status = "default", body = ErrorEnvelope)))]
 pub async fn import_api_key(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     body: Bytes,
 ) -> Result<Json<ImportedApiKey>> {
     let r: ImportApiKeyRequest = parse_body(&body)?;
@@ -331,7 +331,7 @@ pub async fn import_api_key(
     responses((status = 200, body = BatchCreateImportedApiKeysResponse), (status = "default", body = ErrorEnvelope)))]
 pub async fn batch_import(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     body: Bytes,
 ) -> Result<Json<BatchCreateImportedApiKeysResponse>> {
     let r: BatchCreateImportedApiKeysRequest = parse_body(&body)?;
@@ -389,7 +389,7 @@ pub async fn batch_import(
     responses((status = 200, body = ListImportedApiKeysResponse), (status = "default", body = ErrorEnvelope)))]
 pub async fn list_imported(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     q: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ListImportedApiKeysResponse>> {
     let Query(q) = q.map_err(|e| AppError::bad_request(e.body_text()))?;
@@ -466,7 +466,7 @@ pub async fn revoke_imported(
     responses((status = 200, body = Empty), (status = "default", body = ErrorEnvelope)))]
 pub async fn delete_imported(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(key_id): Path<String>,
 ) -> Result<Json<Empty>> {
     s.app.delete_imported(ctx.nid, &key_id).await?;
@@ -494,7 +494,7 @@ pub async fn revoke_any(
 
 pub async fn issued_item_get(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
 ) -> Result<Response> {
     match split_verb(&tail) {
@@ -505,7 +505,7 @@ pub async fn issued_item_get(
 
 pub async fn issued_item_patch(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
     Query(p): Query<UpdateParamsLenient>,
     body: Bytes,
@@ -518,7 +518,7 @@ pub async fn issued_item_patch(
 
 pub async fn issued_item_post(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
@@ -531,7 +531,7 @@ pub async fn issued_item_post(
 
 pub async fn imported_item_get(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
 ) -> Result<Response> {
     match split_verb(&tail) {
@@ -542,7 +542,7 @@ pub async fn imported_item_get(
 
 pub async fn imported_item_patch(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
     Query(p): Query<UpdateParamsLenient>,
     body: Bytes,
@@ -555,7 +555,7 @@ pub async fn imported_item_patch(
 
 pub async fn imported_item_post(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
@@ -567,7 +567,7 @@ pub async fn imported_item_post(
 
 pub async fn api_keys_item_post(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     Path(tail): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
@@ -638,7 +638,7 @@ pub fn cache_directive(headers: &HeaderMap) -> CacheDirective {
               (status = "default", body = ErrorEnvelope)))]
 pub async fn verify(
     State(s): State<Arc<HttpState>>,
-    Extension(mut ctx): Extension<RequestCtx>,
+    Ctx(mut ctx): Ctx,
     CacheHeaders(directive): CacheHeaders,
     body: Bytes,
 ) -> Result<Response> {
@@ -690,7 +690,7 @@ pub async fn verify(
     responses((status = 200, body = BatchVerifyApiKeysResponse), (status = "default", body = ErrorEnvelope)))]
 pub async fn batch_verify(
     State(s): State<Arc<HttpState>>,
-    Extension(mut ctx): Extension<RequestCtx>,
+    Ctx(mut ctx): Ctx,
     CacheHeaders(directive): CacheHeaders,
     body: Bytes,
 ) -> Result<Response> {
@@ -724,7 +724,7 @@ pub async fn batch_verify(
     responses((status = 200, body = Empty), (status = "default", body = ErrorEnvelope)))]
 pub async fn self_revoke(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     body: Bytes,
 ) -> Result<Json<Empty>> {
     let r: SelfRevokeApiKeyRequest = parse_body(&body)?;
@@ -777,7 +777,7 @@ pub async fn ready_response(s: &HttpState, detailed: bool) -> Response {
     responses((status = 200, body = DeriveTokenResponse), (status = "default", body = ErrorEnvelope)))]
 pub async fn derive_token(
     State(s): State<Arc<HttpState>>,
-    Extension(ctx): Extension<RequestCtx>,
+    Ctx(ctx): Ctx,
     body: Bytes,
 ) -> Result<Json<DeriveTokenResponse>> {
     let r: DeriveTokenRequest = parse_body(&body)?;

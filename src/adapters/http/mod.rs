@@ -131,11 +131,6 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
     if plane.public() {
         api = api.route("/v2alpha1/apiKeys:selfRevoke", post(handlers::self_revoke));
     }
-    let api = api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        request_context,
-    ));
-
     let router = Router::new()
         .merge(api)
         .route("/v2alpha1/derivedKeys/jwks.json", get(handlers::jwks))
@@ -295,46 +290,53 @@ async fn fallback_method() -> AppError {
     AppError::new(ErrorKind::MethodNotAllowed, "method not allowed")
 }
 
-/// Resolves tenant and client IP for API routes and stores a [`RequestCtx`].
-async fn request_context(
-    State(s): State<Arc<HttpState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let headers = req.headers();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let forwarded_ok = access::peer_trusted(peer, &s.opts.trusted_proxies);
-    let host = if s.opts.trust_forwarded_host && forwarded_ok {
-        headers
-            .get("x-forwarded-host")
-            .or_else(|| headers.get(axum::http::header::HOST))
-    } else {
-        headers.get(axum::http::header::HOST)
+/// The tenant and client IP of an API request, resolved from its head (an
+/// extractor rather than a middleware layer: a `from_fn` layer costs a
+/// boxed future and a clone of the inner service on every request). An
+/// unknown network is refused before the body is read.
+pub struct Ctx(pub RequestCtx);
+
+impl axum::extract::FromRequestParts<Arc<HttpState>> for Ctx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Arc<HttpState>,
+    ) -> Result<Self, AppError> {
+        let headers = &parts.headers;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded_ok = access::peer_trusted(peer, &s.opts.trusted_proxies);
+        let host = if s.opts.trust_forwarded_host && forwarded_ok {
+            headers
+                .get("x-forwarded-host")
+                .or_else(|| headers.get(axum::http::header::HOST))
+        } else {
+            headers.get(axum::http::header::HOST)
+        }
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.split(',').next().unwrap_or("").trim());
+        let Some(nid) = resolve_network(&s.opts.tenancy, host) else {
+            return Err(AppError::new(ErrorKind::NotFound, "network not found"));
+        };
+        let client_ip = if forwarded_ok {
+            client_ip(
+                s.opts.client_ip_source,
+                headers,
+                peer,
+                &s.opts.trusted_proxies,
+            )
+        } else {
+            peer
+        };
+        #[cfg(feature = "otel")]
+        crate::adapters::telemetry::record_nid(nid);
+        let mut ctx = RequestCtx::new(nid);
+        ctx.client_ip = client_ip;
+        Ok(Ctx(ctx))
     }
-    .and_then(|v| v.to_str().ok())
-    .map(|h| h.split(',').next().unwrap_or("").trim().to_string());
-    let Some(nid) = resolve_network(&s.opts.tenancy, host.as_deref()) else {
-        return AppError::new(ErrorKind::NotFound, "network not found").into_response();
-    };
-    let client_ip = if forwarded_ok {
-        client_ip(
-            s.opts.client_ip_source,
-            req.headers(),
-            peer,
-            &s.opts.trusted_proxies,
-        )
-    } else {
-        peer
-    };
-    #[cfg(feature = "otel")]
-    crate::adapters::telemetry::record_nid(nid);
-    let mut ctx = RequestCtx::new(nid);
-    ctx.client_ip = client_ip;
-    req.extensions_mut().insert(ctx);
-    next.run(req).await
 }
 
 fn client_ip(
