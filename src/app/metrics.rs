@@ -375,29 +375,33 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        assert_eq!(
-            count(r#"http_requests_total{method="POST",code="200",endpoint="/v"}"#),
-            "2"
-        );
-        assert_eq!(
-            count(r#"http_requests_total{method="POST",code="500",endpoint="/v"}"#),
-            "1"
-        );
-        assert_eq!(
-            count(r#"http_requests_total{method="GET",code="200",endpoint="/w"}"#),
-            "1"
-        );
-        assert_eq!(
-            count(r#"http_request_duration_seconds_count{method="POST",code="200",endpoint="/v"}"#),
-            "2"
-        );
-        assert_eq!(
-            count(r#"http_response_size_bytes_count{method="POST",code="200"}"#),
-            "2"
-        );
-        assert_eq!(
-            count(r#"http_response_size_bytes_sum{method="GET",code="200"}"#),
-            "5000.0"
-        );
+        for (series, want) in [
+            (
+                r#"http_requests_total{method="POST",code="200",endpoint="/v"}"#,
+                "2",
+            ),
+            (
+                r#"http_requests_total{method="POST",code="500",endpoint="/v"}"#,
+                "1",
+            ),
+            (
+                r#"http_requests_total{method="GET",code="200",endpoint="/w"}"#,
+                "1",
+            ),
+            (
+                r#"http_request_duration_seconds_count{method="POST",code="200",endpoint="/v"}"#,
+                "2",
+            ),
+            (
+                r#"http_response_size_bytes_count{method="POST",code="200"}"#,
+                "2",
+            ),
+            (
+                r#"http_response_size_bytes_sum{method="GET",code="200"}"#,
+                "5000.0",
+            ),
+        ] {
+            assert_eq!(count(series), want, "{series}");
+        }
     }
 }
