@@ -17,10 +17,17 @@ pub struct Retired<T> {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Entries active at `now`: no expiry, or `now < expires_at`.
+impl<T> Retired<T> {
+    /// Accepted at `now`: no expiry, or `now < expires_at`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// Entries active at `now` (see [`Retired::is_active`]).
 pub fn active_retired<T>(list: &[Retired<T>], now: Timestamp) -> Vec<&T> {
     list.iter()
-        .filter(|r| r.expires_at.is_none_or(|e| now < e))
+        .filter(|r| r.is_active(now))
         .map(|r| &r.value)
         .collect()
 }
@@ -46,25 +53,30 @@ impl SecretSet {
         }
     }
 
+    /// `[current, …retired]`, each with whether it is accepted at `now`
+    /// (retired ones until they expire; empty values never).
+    fn with_activity(&self, now: Timestamp) -> impl Iterator<Item = (&Secret, bool)> {
+        std::iter::once((&self.current, true))
+            .chain(
+                self.retired
+                    .iter()
+                    .map(move |r| (&r.value, r.is_active(now))),
+            )
+            .map(|(s, active)| (s, active && !s.is_empty()))
+    }
+
     /// `[current, …active retired]`, skipping empty values.
     pub fn active(&self, now: Timestamp) -> Vec<&Secret> {
-        std::iter::once(&self.current)
-            .chain(active_retired(&self.retired, now))
-            .filter(|s| !s.is_empty())
+        self.with_activity(now)
+            .filter_map(|(s, active)| active.then_some(s))
             .collect()
     }
 
     /// The checksum keys of [`SecretSet::active`], same order, no allocation.
     pub fn active_checksum_keys(&self, now: Timestamp) -> impl Iterator<Item = &ChecksumKey> {
-        let retired = self
-            .retired
-            .iter()
-            .map(move |r| (&r.value, r.expires_at.is_none_or(|e| now < e)));
-        std::iter::once((&self.current, true))
-            .chain(retired)
+        self.with_activity(now)
             .zip(&self.checksum_keys)
-            .filter(|((s, live), _)| *live && !s.is_empty())
-            .map(|(_, k)| k)
+            .filter_map(|((_, active), k)| active.then_some(k))
     }
 }
 
