@@ -1070,9 +1070,8 @@ pub struct RuntimeSettings {
     pub derived_default_ttl: Duration,
     pub signing_key_id: String,
     pub signing_key_urls: Vec<Secret>,
-    /// Minted with.
-    pub macaroon_prefix: String,
-    /// Accepted: `[macaroon_prefix, …retired]`.
+    /// Accepted macaroon prefixes: `[current, …retired]`, never empty; new
+    /// macaroons carry the first ([`RuntimeSettings::macaroon_prefix`]).
     pub macaroon_accepted_prefixes: Vec<String>,
     pub secrets: SecretSet,
     pub cache_enabled: bool,
@@ -1091,6 +1090,10 @@ impl RuntimeSettings {
     }
     pub fn macaroon_prefixes(&self) -> &[String] {
         &self.macaroon_accepted_prefixes
+    }
+    /// The prefix new macaroons are minted with.
+    pub fn macaroon_prefix(&self) -> &str {
+        &self.macaroon_accepted_prefixes[0]
     }
     /// `[issuer, …active retired issuers]` at `now`.
     pub fn accepted_issuers(&self, now: Timestamp) -> Vec<&str> {
@@ -1300,7 +1303,6 @@ pub fn resolve(raw: &RawConfig, warnings: &mut Vec<String>) -> Result<Settings, 
             .iter()
             .map(|u| Secret::new(u.clone()))
             .collect(),
-        macaroon_prefix: mp.current.clone(),
         macaroon_accepted_prefixes: std::iter::once(&mp.current)
             .chain(&mp.retired)
             .cloned()
@@ -1597,7 +1599,7 @@ mod tests {
         assert_eq!(s.fixed.http_addr.to_string(), "0.0.0.0:4420");
         assert_eq!(s.fixed.metrics_addr.to_string(), "0.0.0.0:4422");
         assert_eq!(s.runtime.prefix, "ory_ak");
-        assert_eq!(s.runtime.macaroon_prefix, "mc");
+        assert_eq!(s.runtime.macaroon_prefix(), "mc");
         assert_eq!(s.runtime.max_ttl, Some(Duration::from_secs(8760 * 3600)));
         assert_eq!(s.runtime.default_ttl, None);
         assert_eq!(s.runtime.derived_default_ttl, Duration::from_secs(3600));

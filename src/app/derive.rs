@@ -226,7 +226,7 @@ impl App {
             TokenAlgorithm::Macaroon => {
                 let root = hmac_derive(&rt.secrets.current, MACAROON_ROOT_KEY_LABEL);
                 (
-                    derived::mint_macaroon(&root, &rt.macaroon_prefix, &claims),
+                    derived::mint_macaroon(&root, rt.macaroon_prefix(), &claims),
                     "macaroon",
                 )
             }
