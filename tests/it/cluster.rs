@@ -11,12 +11,7 @@ use crate::binary::{sigterm, spawn, stderr_of, wait_ready, Proc};
 use crate::services::{self, pg::FreshDb};
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value, Option<String>) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = crate::post_raw(base, path, body).await;
     let status = r.status().as_u16();
     let cache = r
         .headers()

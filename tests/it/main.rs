@@ -240,15 +240,19 @@ impl Drop for TestServer {
 }
 
 /// POSTs `body` as JSON to `base` + `path` (a spawned or in-process
-/// server) and returns the status and the body.
-pub async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
+/// server) and returns the response.
+pub async fn post_raw(base: &str, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("{base}{path}"))
         .json(&body)
         .send()
         .await
-        .unwrap();
-    split(r).await
+        .unwrap()
+}
+
+/// [`post_raw`], returning the status and the body.
+pub async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
+    split(post_raw(base, path, body).await).await
 }
 
 pub async fn split(r: reqwest::Response) -> (u16, Value) {
