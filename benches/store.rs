@@ -127,22 +127,19 @@ fn miss_vs_bare<P: sqlx::Database>(
             }
         })
     });
-    rt.block_on(paired(label, app, pool, tokens, ids));
+    rt.block_on(paired(label, app, tokens, ids, |id| async move {
+        bare_lookup(pool, id).await.is_some()
+    }));
 }
 
 /// Paired comparison that survives a noisy machine: `rounds` alternating
 /// blocks of `per` verify-miss calls and `per` bare lookups (same random
 /// keys), reporting the median per-call time of each and their ratio.
-async fn paired<P: sqlx::Database>(
-    label: &str,
-    app: &App,
-    pool: &sqlx::Pool<P>,
-    tokens: &[String],
-    ids: &[String],
-) where
-    for<'q> <P as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, P>,
-    for<'q> &'q str: sqlx::Encode<'q, P> + sqlx::Type<P>,
-    for<'c> &'c sqlx::Pool<P>: sqlx::Executor<'c, Database = P>,
+/// `found(id)` is the bare lookup (whether the row exists).
+async fn paired<'a, F, Fut>(label: &str, app: &App, tokens: &[String], ids: &'a [String], found: F)
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = bool>,
 {
     let ctx = RequestCtx::new(NetworkId::NIL);
     let (rounds, per) = (9, 500);
@@ -157,7 +154,7 @@ async fn paired<P: sqlx::Database>(
         miss.push(t.elapsed() / per as u32);
         let t = Instant::now();
         for &i in &picks {
-            black_box(bare_lookup(pool, &ids[i]).await.is_some());
+            black_box(found(&ids[i]).await);
         }
         bare.push(t.elapsed() / per as u32);
     }
