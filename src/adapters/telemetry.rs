@@ -384,6 +384,9 @@ impl KeyCache for TracedCache {
             info_span!(target: "talos::cache", "cache.evict", cache.system = self.inner.name());
         self.inner.evict(nid, key_id).instrument(span).await
     }
+    fn prefetch(&self, nid: NetworkId, issued: uuid::Uuid) {
+        self.inner.prefetch(nid, issued)
+    }
     fn name(&self) -> &'static str {
         self.inner.name()
     }

@@ -1109,6 +1109,12 @@ impl App {
                 rate: None,
             };
         }
+        let cache_on = rt.cache_enabled && !rt.cache_ttl.is_zero();
+        if let (true, CacheDirective::Default, Some(p)) = (cache_on, ctx.cache, &parsed) {
+            // The cache line of the lookup below loads while the checksum
+            // is computed.
+            self.cache.prefetch(ctx.nid, p.key_id);
+        }
         let now = self.now();
         let (key_kind, key_id) = match self
             .lookup_credential(ctx, &rt, credential, (kind, parsed), now)
@@ -1117,7 +1123,6 @@ impl App {
             Ok(v) => v,
             Err(f) => return VerifyOutcome::fail(f, CacheStatus::Skip),
         };
-        let cache_on = rt.cache_enabled && !rt.cache_ttl.is_zero();
         let mut status = CacheStatus::Skip;
         if cache_on && ctx.cache == CacheDirective::Default {
             status = CacheStatus::Miss;

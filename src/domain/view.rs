@@ -9,6 +9,9 @@
 use std::fmt;
 
 use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::keys::issued_key_uuid;
 
 use super::model::{
     ApiKey, KeyKind, KeyStatus, KeyVisibility, NetworkId, RateLimitPolicy, Timestamp,
@@ -28,6 +31,9 @@ pub struct KeyView {
     /// End offset in `text` of each of those parts, in that order.
     ends: Box<[u32]>,
     scope_count: u32,
+    /// The key id's binary form when it is an issued key's canonical UUID:
+    /// what a cache compares instead of reading `text`.
+    issued_uuid: Option<Uuid>,
 }
 
 /// The parts a [`KeyView`] is built from (owned or borrowed strings).
@@ -77,6 +83,7 @@ impl KeyView {
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
             scope_count: p.scopes.len() as u32,
+            issued_uuid: issued_key_uuid(p.key_id),
         }
     }
 
@@ -109,6 +116,11 @@ impl KeyView {
 
     pub fn key_id(&self) -> &str {
         self.part(0)
+    }
+
+    /// The key id as a UUID, when it is in an issued key's canonical form.
+    pub fn issued_uuid(&self) -> Option<Uuid> {
+        self.issued_uuid
     }
 
     pub fn actor_id(&self) -> &str {

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::domain::view::KeyView;
 use crate::domain::NetworkId;
@@ -39,6 +40,10 @@ pub trait KeyCache: Send + Sync + 'static {
     async fn put(&self, key: Arc<KeyView>, ttl: Duration, ticket: Ticket)
         -> Result<(), CacheError>;
     async fn evict(&self, nid: NetworkId, key_id: &str) -> Result<(), CacheError>;
+    /// A hint that a `get` for this issued key is coming: an in-process
+    /// cache may start loading the memory that lookup will read, so the load
+    /// overlaps the checksum computation in between. Never blocks or fails.
+    fn prefetch(&self, _nid: NetworkId, _issued: Uuid) {}
     /// Short name for logs and the `/health/ready` report.
     fn name(&self) -> &'static str;
 }

@@ -1,86 +1,33 @@
 //! In-process cache with a per-entry TTL and a byte bound.
 //!
 //! Entries are `Arc<KeyView>`: a hit costs a reference count, not a copy.
-//! The cache key is the key id in binary form (a UUID as `u128`, an imported
-//! id as 32 bytes), so a lookup allocates nothing and an entry carries no
-//! separate heap block for its key.
-//!
-//! The engine is `quick_cache` (sharded, CLOCK-Pro style eviction by
-//! weight), not moka: moka's per-entry bookkeeping alone measured ~360 bytes
-//! per entry with 1M entries, quick_cache's next to nothing (see
-//! `bench/cache-engines` and docs/decisions.md). quick_cache has no expiry,
-//! so each entry carries its deadline, checked on every read; an expired
-//! entry is dropped when read and otherwise ages out under the byte bound.
+//! The engine is our own table (`table.rs`: sharded open addressing, CLOCK
+//! eviction by weight), chosen over quick_cache and moka for the memory
+//! misses a hit costs with a million keys cached (docs/decisions.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use quick_cache::sync::Cache;
-use quick_cache::Weighter;
 
-use crate::domain::keys::{is_imported_key_id, issued_key_uuid};
+use super::table::{Probe, Table};
 use crate::domain::view::KeyView;
 use crate::domain::NetworkId;
 use crate::ports::{CacheError, KeyCache, Ticket};
 
-/// A key id in binary form. Only the canonical spellings (lowercase UUID,
-/// lowercase hex) map to the compact variants, so distinct key id strings
-/// never share a cache key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Id {
-    Uuid(u128),
-    Hex([u8; 32]),
-    Other(Box<str>),
+/// What the table and the allocator keep per entry besides the view: the
+/// slot (24 bytes at a load between 3/8 and 3/4), the `Arc`'s counts, and
+/// malloc's rounding of the view's two blocks.
+const ENTRY_OVERHEAD: u64 = 80;
+
+fn weigh(view: &KeyView) -> u64 {
+    ENTRY_OVERHEAD + view.heap_size() as u64
 }
-
-impl Id {
-    fn of(key_id: &str) -> Id {
-        if let Some(u) = issued_key_uuid(key_id) {
-            return Id::Uuid(u.as_u128());
-        }
-        if is_imported_key_id(key_id) {
-            let mut b = [0u8; 32];
-            if hex::decode_to_slice(key_id, &mut b).is_ok() {
-                return Id::Hex(b);
-            }
-        }
-        Id::Other(key_id.into())
-    }
-}
-
-type Key = (NetworkId, Id);
-
-#[derive(Clone)]
-struct Entry {
-    view: Arc<KeyView>,
-    until: Instant,
-}
-
-/// What the engine and the allocator keep per entry besides the view: the
-/// table slot with key and deadline, the slab link, malloc headers.
-const ENTRY_OVERHEAD: u64 = 96;
-
-#[derive(Clone, Copy)]
-struct ByBytes;
-
-impl Weighter<Key, Entry> for ByBytes {
-    fn weight(&self, k: &Key, v: &Entry) -> u64 {
-        let key_heap = match &k.1 {
-            Id::Other(s) => s.len() as u64,
-            _ => 0,
-        };
-        ENTRY_OVERHEAD + key_heap + v.view.heap_size() as u64
-    }
-}
-
-/// A typical entry's weight, to size the engine's bookkeeping.
-const TYPICAL_ENTRY: u64 = 320;
 
 #[derive(Clone)]
 pub struct MemoryCache {
-    inner: Arc<Cache<Key, Entry, ByBytes>>,
+    table: Arc<Table>,
     /// Bumped by every eviction and clear; see [`Ticket`].
     generation: Arc<AtomicU64>,
 }
@@ -88,20 +35,19 @@ pub struct MemoryCache {
 impl MemoryCache {
     /// `max_bytes` bounds the estimated memory held by entries.
     pub fn new(max_bytes: u64) -> Self {
-        let items = (max_bytes / TYPICAL_ENTRY).clamp(1024, 1 << 24) as usize;
         MemoryCache {
-            inner: Arc::new(Cache::with_weighter(items, max_bytes, ByBytes)),
+            table: Arc::new(Table::new(max_bytes, weigh)),
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
     pub fn entry_count(&self) -> u64 {
-        self.inner.len() as u64
+        self.table.len()
     }
 
     /// Estimated bytes held (the figure bounded by `max_bytes`).
     pub fn weight(&self) -> u64 {
-        self.inner.weight()
+        self.table.weight()
     }
 
     /// Nothing is deferred in this engine; kept so callers can settle the
@@ -111,12 +57,12 @@ impl MemoryCache {
     /// Drops every entry.
     pub async fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.inner.clear();
+        self.table.clear();
     }
 
     pub(crate) async fn evict_local(&self, nid: NetworkId, key_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.inner.remove(&(nid, Id::of(key_id)));
+        self.table.remove(Probe::new(nid, key_id), None);
     }
 
     /// The current invalidation generation (a [`Ticket`]'s `local`).
@@ -124,18 +70,13 @@ impl MemoryCache {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// See [`KeyCache::prefetch`].
+    pub(crate) fn prefetch(&self, nid: NetworkId, issued: uuid::Uuid) {
+        self.table.prefetch(nid, issued)
+    }
+
     pub(crate) async fn get_local(&self, nid: NetworkId, key_id: &str) -> Option<Arc<KeyView>> {
-        let key = (nid, Id::of(key_id));
-        let e = self.inner.get(&key)?;
-        if e.until <= Instant::now() {
-            self.inner.remove_if(&key, |v| v.until <= Instant::now());
-            return None;
-        }
-        // Entries are stored under their own view's (nid, id) and `Id` maps
-        // distinct id strings to distinct keys, so the view is this key's;
-        // not re-checked here, as that would read two more heap blocks.
-        debug_assert!(e.view.nid == nid && e.view.key_id() == key_id);
-        Some(e.view)
+        self.table.get(Probe::new(nid, key_id), Instant::now())
     }
 
     /// Caches `view` unless an invalidation happened since `generation`
@@ -144,21 +85,16 @@ impl MemoryCache {
         if ttl.is_zero() || self.generation() != generation {
             return;
         }
-        let Some(until) = Instant::now().checked_add(ttl) else {
+        let now = Instant::now();
+        let Some(until) = now.checked_add(ttl) else {
             return;
         };
-        let key = (view.nid, Id::of(view.key_id()));
-        self.inner.insert(
-            key.clone(),
-            Entry {
-                view: view.clone(),
-                until,
-            },
-        );
+        self.table.insert(view.clone(), until, now);
         // An eviction that ran between the check and the insert may have
         // missed this entry: take it back out.
         if self.generation() != generation {
-            self.inner.remove_if(&key, |e| Arc::ptr_eq(&e.view, &view));
+            let probe = Probe::new(view.nid, view.key_id());
+            self.table.remove(probe, Some(&view));
         }
     }
 }
@@ -186,6 +122,9 @@ impl KeyCache for MemoryCache {
     async fn evict(&self, nid: NetworkId, key_id: &str) -> Result<(), CacheError> {
         self.evict_local(nid, key_id).await;
         Ok(())
+    }
+    fn prefetch(&self, nid: NetworkId, issued: uuid::Uuid) {
+        MemoryCache::prefetch(self, nid, issued)
     }
     fn name(&self) -> &'static str {
         "memory"
@@ -290,18 +229,5 @@ mod tests {
         assert!(c.weight() <= max, "{} > {max}", c.weight());
         assert!(c.entry_count() > 1000, "{}", c.entry_count());
         assert!(c.entry_count() < 20_000);
-    }
-
-    #[test]
-    fn only_canonical_ids_take_the_compact_forms() {
-        let u = "792b4c1a-1a2d-430b-b733-c789a2b7b1fe";
-        assert!(matches!(Id::of(u), Id::Uuid(_)));
-        assert!(matches!(Id::of(&u.to_uppercase()), Id::Other(_)));
-        assert_ne!(Id::of(u), Id::of(&u.to_uppercase()));
-        let h = "ab".repeat(32);
-        assert!(matches!(Id::of(&h), Id::Hex(_)));
-        assert!(matches!(Id::of(&h.to_uppercase()), Id::Other(_)));
-        assert_ne!(Id::of(&h), Id::of(&h.to_uppercase()));
-        assert_eq!(Id::of("x"), Id::Other("x".into()));
     }
 }

@@ -1,4 +1,4 @@
-//! Cache adapters. `noop` is always compiled; `memory` (quick_cache) and `redis`
+//! Cache adapters. `noop` is always compiled; `memory` (own table) and `redis`
 //! (tiered: memory L1 + Redis L2 with pub/sub invalidation) are behind the
 //! `cache-memory` and `cache-redis` features.
 
@@ -9,6 +9,8 @@ pub mod memory;
 pub mod noop;
 #[cfg(feature = "cache-redis")]
 pub mod redis;
+#[cfg(feature = "cache-memory")]
+mod table;
 
 #[cfg(feature = "cache-memory")]
 pub use memory::MemoryCache;

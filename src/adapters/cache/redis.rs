@@ -1,4 +1,4 @@
-//! Redis cache, tiered: an in-process L1 (quick_cache) in front of Redis (L2).
+//! Redis cache, tiered: an in-process L1 (the memory cache) in front of Redis (L2).
 //!
 //! * Entries in Redis carry their own PX expiry; L1 entries never outlive
 //!   the Redis entry they came from.
@@ -326,6 +326,10 @@ impl KeyCache for RedisCache {
             })
             .await?;
         Ok(())
+    }
+
+    fn prefetch(&self, nid: NetworkId, issued: uuid::Uuid) {
+        self.l1.prefetch(nid, issued)
     }
 
     fn name(&self) -> &'static str {
