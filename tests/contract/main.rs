@@ -167,32 +167,6 @@ mod sqlite_backend {
                 .await
             })
             .await;
-        let d = format!("sqlite://{}", dir.path().join("checkpoint.db").display());
-        report
-            .check("wal_is_checkpointed_in_the_background", async move {
-                // The store turns SQLite's in-commit checkpoint off and copies
-                // the WAL into the database file from a background task: the
-                // file must grow while the store stays open, with no one
-                // asking for a checkpoint.
-                let path = d.trim_start_matches("sqlite://").to_string();
-                let s = open_store(&options(&d)).await.expect("open");
-                let nid = new_network(&s).await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let size = || std::fs::metadata(&path).unwrap().len();
-                let before = size();
-                for _ in 0..300 {
-                    s.insert(&issued(nid)).await.unwrap();
-                }
-                let started = std::time::Instant::now();
-                while size() <= before {
-                    assert!(
-                        started.elapsed() < Duration::from_secs(5),
-                        "the database file stayed at {before} bytes: no checkpoint ran"
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await;
         report
             .check("in_memory_dsn", async {
                 let s = open_store(&options("sqlite://:memory:"))

@@ -6,8 +6,6 @@
 //! front, so two concurrent revokes/rotations of one key serialize instead
 //! of both reading ACTIVE (SQLite has no `SELECT … FOR UPDATE`).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -93,11 +91,12 @@ pub async fn open(cfg: &PoolConfig) -> Result<SqliteKeyStore, OpenError> {
             .max_lifetime(None)
             .idle_timeout(None);
     } else {
-        opts = wal_mode(
-            opts.filename(&t.path)
-                .create_if_missing(t.create)
-                .read_only(t.read_only),
-        );
+        opts = opts
+            .filename(&t.path)
+            .create_if_missing(t.create)
+            .read_only(t.read_only)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
         pool = pool
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
@@ -114,13 +113,6 @@ pub async fn open(cfg: &PoolConfig) -> Result<SqliteKeyStore, OpenError> {
             )))
         }
     };
-    if !t.memory && !t.read_only {
-        tokio::spawn(checkpoint_in_background(
-            pool.clone(),
-            CHECKPOINT_EVERY,
-            WAL_LIMIT_FRAMES,
-        ));
-    }
     let store = SqliteKeyStore { pool };
     if cfg.run_migrations {
         store.migrate_up().await?;
@@ -128,73 +120,6 @@ pub async fn open(cfg: &PoolConfig) -> Result<SqliteKeyStore, OpenError> {
         store.check_schema().await?;
     }
     Ok(store)
-}
-
-/// A file database's journal settings: WAL, `synchronous=NORMAL`, and no
-/// automatic checkpoint — [`checkpoint_in_background`] does that work, not
-/// whichever request's commit crosses SQLite's threshold.
-fn wal_mode(opts: SqliteConnectOptions) -> SqliteConnectOptions {
-    opts.journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .pragma("wal_autocheckpoint", "0")
-}
-
-/// How often the background checkpoint runs.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-/// WAL frames (pages) past which the background checkpoint also restarts the
-/// WAL, briefly holding writers off: 64 Ki frames, 256 MiB with 4 KiB pages.
-/// Measured with `bench/load/issue_disk.sh` on ext4 (issue p99 at one
-/// connection): 16 Ki frames 6.2–6.8 ms, 64 Ki frames 2.5–2.6 ms; each
-/// restart stalls writers for 10–20 ms there, so fewer of them is better, and
-/// reads cost little more with a larger WAL.
-const WAL_LIMIT_FRAMES: i64 = 65_536;
-
-const CHECKPOINT_PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
-const CHECKPOINT_RESTART: &str = "PRAGMA wal_checkpoint(RESTART)";
-
-/// Copies the WAL into the database file every `every` while the pool is
-/// open.
-///
-/// SQLite's automatic checkpoint (turned off by [`wal_mode`]) runs inside the
-/// commit that takes the WAL past 1000 pages and fsyncs both files there,
-/// which put 4–10 ms into one issue request in a few hundred on a disk. A
-/// PASSIVE checkpoint takes no lock that writers or readers wait for, and
-/// when it has copied every frame, the next writer starts the WAL over from
-/// its beginning. Under writes that never pause, though, frames are added
-/// while it runs, it never finishes, and the WAL would grow without end
-/// (slowing every read, and every open that has to re-index it). So when
-/// the WAL holds more than `limit_frames` after a PASSIVE pass, a RESTART
-/// checkpoint follows: it waits for the writer lock (the busy timeout),
-/// copies what is left — little, the PASSIVE pass did the bulk — and makes
-/// the next writer start the file over. Writers wait for that one step once
-/// per `limit_frames` written instead of once per 1000. (TRUNCATE, which
-/// also shrinks the file, measured far worse: re-growing it costs block
-/// allocation, and on a `discard` mount the truncation itself is slow.)
-async fn checkpoint_in_background(pool: SqlitePool, every: Duration, limit_frames: i64) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        let frames = match sqlx::query_as::<_, (i64, i64, i64)>(CHECKPOINT_PASSIVE)
-            .fetch_one(&pool)
-            .await
-        {
-            Ok((_busy, frames, _copied)) => frames,
-            Err(e) => {
-                tracing::warn!(error = %e, "background WAL checkpoint failed");
-                continue;
-            }
-        };
-        if frames > limit_frames {
-            if let Err(e) = sqlx::query(CHECKPOINT_RESTART).execute(&pool).await {
-                tracing::warn!(error = %e, frames, "WAL restart checkpoint failed");
-            }
-        }
-    }
 }
 
 impl SqliteKeyStore {
@@ -533,68 +458,5 @@ impl KeyStore for SqliteKeyStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use super::*;
-
-    /// Writes that never pause keep a PASSIVE checkpoint from ever copying
-    /// the whole WAL, so on its own it never lets the WAL start over; the
-    /// RESTART step past the limit must keep the file bounded anyway.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_stays_bounded_under_writes_that_never_pause() {
-        const LIMIT: i64 = 256; // frames: 1 MiB with 4 KiB pages
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wal.db");
-        let opts = wal_mode(
-            SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true),
-        )
-        .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (x BLOB NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        tokio::spawn(checkpoint_in_background(
-            pool.clone(),
-            Duration::from_millis(20),
-            LIMIT,
-        ));
-        let wal = dir.path().join("wal.db-wal");
-        let blob = vec![7u8; 8192];
-        let (mut written, mut largest) = (0u64, 0u64);
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
-            sqlx::query("INSERT INTO t (x) VALUES (?)")
-                .bind(&blob)
-                .execute(&pool)
-                .await
-                .unwrap();
-            written += blob.len() as u64;
-            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-        }
-        assert!(
-            written > 32 << 20,
-            "too few writes to tell ({written} bytes)"
-        );
-        assert!(
-            largest < 16 << 20,
-            "the WAL reached {largest} bytes while {written} were written"
-        );
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(rows as u64, written / 8192, "no write lost");
     }
 }
