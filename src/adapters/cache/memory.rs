@@ -136,24 +136,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::domain::view::KeyViewParts;
-    use crate::domain::{KeyKind, KeyStatus, KeyVisibility};
-
-    fn view(nid: u128, key_id: &str) -> Arc<KeyView> {
-        Arc::new(KeyView::new(KeyViewParts {
-            nid: NetworkId(Uuid::from_u128(nid)),
-            kind: KeyKind::Issued,
-            status: KeyStatus::Active,
-            visibility: KeyVisibility::Secret,
-            expires_at: None,
-            rate_limit: None,
-            key_id,
-            actor_id: "a",
-            metadata_json: "{}",
-            scopes: &["s"],
-            allowed_cidrs: &[] as &[&str],
-        }))
-    }
+    use crate::adapters::cache::test_view as view;
 
     const ID: &str = "792b4c1a-1a2d-430b-b733-c789a2b7b1fe";
 
