@@ -6,7 +6,7 @@
 #   scripts/schemathesis.sh [MAX_EXAMPLES]     (default 50 per operation)
 #
 # What it does: installs schemathesis into a venv (TALOS_VENV, default
-# /var/tmp/talos-venv) if it is not there, builds the `talos` binary (or uses
+# /var/tmp/talos-venv-py<version>) if it is not there, builds the `talos` binary (or uses
 # TALOS_BIN), starts `talos serve --dev` on two free loopback ports with a
 # temporary SQLite database, runs every operation with a bounded number of
 # generated examples (positive and negative data; phases examples, coverage,
@@ -21,13 +21,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MAX_EXAMPLES="${1:-50}"
-VENV="${TALOS_VENV:-/var/tmp/talos-venv}"
+# The newest CPython at hand: 3.11.7 (the machine's python3) fails inside
+# schemathesis 4.32.5's coverage phase, where hypothesis ast-parses a large
+# module, with "SystemError: AST constructor recursion depth mismatch" (a
+# CPython bug fixed in later releases); 3.13 runs clean. pyenv's shims for
+# versions that are not selected only print an error, so the interpreters are
+# tried by running them.
+PYTHON=python3
+for candidate in python3.13 python3.12 /root/.pyenv/versions/3.13*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3; do
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+        PYTHON=$candidate
+        break
+    fi
+done
+PY_VERSION=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+VENV="${TALOS_VENV:-/var/tmp/talos-venv-py$PY_VERSION}"
 SCHEMATHESIS_VERSION=4.32.5
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/talos-target}"
 
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
     echo "==> installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-    python3 -m venv "$VENV"
+    "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
