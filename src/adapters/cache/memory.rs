@@ -70,11 +70,6 @@ impl MemoryCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// See [`KeyCache::prefetch`].
-    pub(crate) fn prefetch(&self, nid: NetworkId, issued: uuid::Uuid) {
-        self.table.prefetch(nid, issued)
-    }
-
     pub(crate) async fn get_local(&self, nid: NetworkId, key_id: &str) -> Option<Arc<KeyView>> {
         self.table.get(Probe::new(nid, key_id), Instant::now())
     }
@@ -93,8 +88,7 @@ impl MemoryCache {
         // An eviction that ran between the check and the insert may have
         // missed this entry: take it back out.
         if self.generation() != generation {
-            let probe = Probe::new(view.nid, view.key_id());
-            self.table.remove(probe, Some(&view));
+            self.table.remove(Probe::of_view(&view), Some(&view));
         }
     }
 }
@@ -124,7 +118,7 @@ impl KeyCache for MemoryCache {
         Ok(())
     }
     fn prefetch(&self, nid: NetworkId, issued: uuid::Uuid) {
-        MemoryCache::prefetch(self, nid, issued)
+        self.table.prefetch(nid, issued)
     }
     fn name(&self) -> &'static str {
         "memory"

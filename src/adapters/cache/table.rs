@@ -48,7 +48,7 @@ impl<'a> Probe<'a> {
         }
     }
 
-    fn of_view(v: &'a KeyView) -> Self {
+    pub(super) fn of_view(v: &'a KeyView) -> Self {
         Probe {
             nid: v.nid,
             key_id: v.key_id(),
