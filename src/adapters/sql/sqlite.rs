@@ -151,7 +151,13 @@ fn wal_mode(opts: SqliteConnectOptions) -> SqliteConnectOptions {
     opts.journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .pragma("wal_autocheckpoint", WAL_SAFETY_FRAMES.to_string())
+        .pragma("mmap_size", MMAP_BYTES.to_string())
 }
+
+/// Database pages are read through a memory map of up to this many bytes
+/// (address space, not memory: the pages are the kernel's page cache), so a
+/// read that misses SQLite's own page cache costs no `pread` call.
+const MMAP_BYTES: u64 = 1 << 30;
 
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
@@ -230,8 +236,8 @@ async fn checkpoint_in_background(
 const CATCH_UP_TAIL_FRAMES: i64 = 64;
 
 /// The state of [`checkpoint_in_background`]: its own connection, the
-/// database file opened once more for fsync, and the WAL's frame counts as
-/// the last pass left them.
+/// database file opened once more for fsync, and how many WAL frames the
+/// last pass found copied.
 struct Checkpointer {
     conn: SqliteConnection,
     db: Arc<std::fs::File>,
