@@ -167,6 +167,44 @@ mod sqlite_backend {
                 .await
             })
             .await;
+        let d = format!("sqlite://{}", dir.path().join("checkpoint.db").display());
+        report
+            .check("wal_is_checkpointed_in_the_background", async move {
+                // The store checkpoints from a background task, and SQLite's
+                // own checkpoint only starts at 32 Ki WAL frames, far past
+                // what 300 inserts write: the database file must grow while
+                // the store stays open, with no one asking for a checkpoint.
+                let path = d.trim_start_matches("sqlite://").to_string();
+                let s = open_store(&options(&d)).await.expect("open");
+                let nid = new_network(&s).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let size = || std::fs::metadata(&path).unwrap().len();
+                let before = size();
+                let mut keys = Vec::new();
+                for _ in 0..300 {
+                    let k = issued(nid);
+                    s.insert(&k).await.unwrap();
+                    keys.push(k);
+                }
+                let started = std::time::Instant::now();
+                while size() <= before {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(5),
+                        "the database file stayed at {before} bytes: no checkpoint ran"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                for k in [&keys[0], &keys[299]] {
+                    assert_eq!(
+                        s.get(nid, KeyKind::Issued, &k.key_id)
+                            .await
+                            .unwrap()
+                            .as_ref(),
+                        Some(k)
+                    );
+                }
+            })
+            .await;
         report
             .check("in_memory_dsn", async {
                 let s = open_store(&options("sqlite://:memory:"))
