@@ -140,6 +140,8 @@ async fn sqlite_disk_full_refuses_writes_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     if attempts.last() != Some(&200) {
+        // Stop the server first: its stderr only ends when it exits.
+        sigterm(&p.child);
         let (_, err) = stderr_of(p);
         panic!("writes did not recover once space was free: {attempts:?}\n{err}");
     }
