@@ -264,7 +264,7 @@ impl Checkpointer {
     /// SQLite fsyncs the database file only at the end of a checkpoint that
     /// copied every frame, so a run of partial passes would leave all the
     /// pages they wrote unsynced, and the complete pass at the end — the
-    /// catch-up, with writers held off — would pay for all of them (60–90 ms
+    /// catch-up, with writers held off — would pay for all of them (60–140 ms
     /// on a 1M-key file on this VM's disk). So after every pass that copied
     /// something the task syncs the file itself (with `sync`), beside the
     /// writers.
@@ -727,9 +727,9 @@ mod tests {
             written > 32 << 20,
             "too few writes to tell ({written} bytes)"
         );
-        // 16 MiB: four times the restart point, and a quarter of the safety
-        // net's 64 Ki frames (256 MiB), so SQLite's own checkpoint cannot be
-        // what kept it there.
+        // 16 MiB: sixteen times the restart point, and an eighth of the
+        // safety net's 32 Ki frames (128 MiB), so SQLite's own checkpoint
+        // cannot be what kept it there.
         assert!(
             largest < 16 << 20,
             "the WAL reached {largest} bytes while {written} were written"
