@@ -9,16 +9,28 @@
 //! WAL checkpoints of a file database run in a background task, not in the
 //! commit of whichever request crosses SQLite's threshold; see
 //! [`checkpoint_in_background`].
+//!
+//! A file database has two pools. Writes go through one connection, so
+//! writers queue in the pool (in order, without sleeping) instead of in
+//! SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between tries.
+//! Reads go through `max_connections` read-only connections that read the
+//! file through a memory map ([`READ_MAP_BYTES`]): a page already in the
+//! OS page cache costs no `pread` and no copy into SQLite's own cache, so
+//! a list page or a verification miss on a large file costs about what it
+//! costs on a small one. Only read-only connections map the file: a
+//! connection that maps it also grows it with `ftruncate` before writing,
+//! and that broke recovery from a full disk (docs/decisions.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection};
 
 use super::common::{self, bind_args, bind_key, Placeholders};
 use super::rows::{map_db_error, nid_str, KeyParams, KeyRow, TxError};
@@ -34,7 +46,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 
 pub struct SqliteKeyStore {
-    pool: SqlitePool,
+    /// Queries that only read. For an in-memory or read-only database this
+    /// is the same pool as `writes`.
+    reads: SqlitePool,
+    /// Everything that writes: one connection for a file database.
+    writes: SqlitePool,
     /// Held shared by every write and exclusively by the background
     /// checkpoint's short catch-up pass; see [`checkpoint_in_background`].
     writers: WriteGate,
@@ -42,6 +58,12 @@ pub struct SqliteKeyStore {
 
 /// Shared by writers, taken exclusively by the checkpointer.
 type WriteGate = Arc<tokio::sync::RwLock<()>>;
+
+/// How much of a file database each read connection maps (virtual address
+/// space, not memory: only pages read are resident, and they are the OS
+/// page cache's, shared by every connection). Past this size the rest of
+/// the file is read with `pread` as without a map.
+const READ_MAP_BYTES: u64 = 1 << 30;
 
 /// What `sqlite://<path>?<query>` means: the path after the scheme is a raw
 /// filesystem path; `:memory:` or `mode=memory` is a private in-memory
@@ -93,55 +115,83 @@ pub async fn open(cfg: &PoolConfig) -> Result<SqliteKeyStore, OpenError> {
     let mut opts = SqliteConnectOptions::new()
         .foreign_keys(true)
         .busy_timeout(cfg.statement_timeout);
-    let mut pool = SqlitePoolOptions::new().acquire_timeout(cfg.acquire_timeout);
+    let connect = |pool: SqlitePoolOptions, opts: SqliteConnectOptions| async move {
+        match tokio::time::timeout(cfg.connect_timeout, pool.connect_with(opts)).await {
+            Ok(Ok(pool)) => Ok(pool),
+            Ok(Err(e)) => Err(connect_err(e.to_string())),
+            Err(_) => Err(connect_err(format!(
+                "no answer within {:?}",
+                cfg.connect_timeout
+            ))),
+        }
+    };
+    let pool = SqlitePoolOptions::new().acquire_timeout(cfg.acquire_timeout);
     if t.memory {
         // Every connection to ":memory:" is a different database: pin the
         // pool to one connection that never closes.
         opts = opts.in_memory(true);
-        pool = pool
+        let pool = pool
             .max_connections(1)
             .min_connections(1)
             .max_lifetime(None)
             .idle_timeout(None);
-    } else {
-        opts = wal_mode(
-            opts.filename(&t.path)
-                .create_if_missing(t.create)
-                .read_only(t.read_only),
-        );
-        pool = pool
-            .max_connections(cfg.max_connections)
-            .min_connections(cfg.min_connections)
+        let pool = connect(pool, opts).await?;
+        return SqliteKeyStore::ready(pool.clone(), pool, WriteGate::default(), cfg).await;
+    }
+    opts = wal_mode(
+        opts.filename(&t.path)
+            .create_if_missing(t.create)
+            .read_only(t.read_only),
+    );
+    let sized = |pool: SqlitePoolOptions, max: u32| {
+        pool.max_connections(max)
+            .min_connections(cfg.min_connections.min(max))
             .max_lifetime(cfg.max_lifetime)
-            .idle_timeout(cfg.idle_timeout);
+            .idle_timeout(cfg.idle_timeout)
+    };
+    // The read pool opens after the write pool has created the file and
+    // put it in WAL mode; a read-only connection could do neither.
+    let read_opts = opts
+        .clone()
+        .read_only(true)
+        .pragma("mmap_size", READ_MAP_BYTES.to_string());
+    let reads = |pool| connect(sized(pool, cfg.max_connections), read_opts);
+    if t.read_only {
+        let pool = reads(pool).await?;
+        return SqliteKeyStore::ready(pool.clone(), pool, WriteGate::default(), cfg).await;
     }
-    let pool =
-        match tokio::time::timeout(cfg.connect_timeout, pool.connect_with(opts.clone())).await {
-            Ok(Ok(pool)) => pool,
-            Ok(Err(e)) => return Err(connect_err(e.to_string())),
-            Err(_) => {
-                return Err(connect_err(format!(
-                    "no answer within {:?}",
-                    cfg.connect_timeout
-                )))
-            }
-        };
+    let writes = connect(sized(pool.clone(), 1), opts.clone()).await?;
     let writers = WriteGate::default();
-    if !t.memory && !t.read_only {
-        tokio::spawn(checkpoint_in_background(
-            opts,
-            Arc::downgrade(&writers),
-            CHECKPOINT_EVERY,
-            WAL_RESTART_FRAMES,
-        ));
+    tokio::spawn(checkpoint_in_background(
+        opts,
+        Arc::downgrade(&writers),
+        CHECKPOINT_EVERY,
+        WAL_RESTART_FRAMES,
+    ));
+    let reads = reads(pool).await?;
+    SqliteKeyStore::ready(reads, writes, writers, cfg).await
+}
+
+impl SqliteKeyStore {
+    /// Migrates (or checks the schema) before the store is handed out.
+    async fn ready(
+        reads: SqlitePool,
+        writes: SqlitePool,
+        writers: WriteGate,
+        cfg: &PoolConfig,
+    ) -> Result<SqliteKeyStore, OpenError> {
+        let store = SqliteKeyStore {
+            reads,
+            writes,
+            writers,
+        };
+        if cfg.run_migrations {
+            store.migrate_up().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
     }
-    let store = SqliteKeyStore { pool, writers };
-    if cfg.run_migrations {
-        store.migrate_up().await?;
-    } else {
-        store.check_schema().await?;
-    }
-    Ok(store)
 }
 
 /// A file database's journal settings: WAL, `synchronous=NORMAL`, and
@@ -324,6 +374,29 @@ impl Checkpointer {
     }
 }
 
+/// A write connection and the shared hold on the write gate that goes with
+/// it (see [`SqliteKeyStore::writer`]).
+struct Writer<'a> {
+    conn: PoolConnection<Sqlite>,
+    _gate: tokio::sync::RwLockReadGuard<'a, ()>,
+}
+
+impl Writer<'_> {
+    /// Passes a transaction's result through; after a database error the
+    /// connection is closed instead of going back to the pool. SQLite rolls
+    /// a transaction back by itself on some errors (a full disk at COMMIT),
+    /// after which sqlx's own ROLLBACK fails and the connection would refuse
+    /// every later transaction ("begin_with at non-zero transaction
+    /// depth"): with one write connection, every later write. The pool
+    /// opens a fresh one.
+    fn settle<T>(&mut self, r: Result<T, TxError>) -> Result<T, TxError> {
+        if let Err(TxError::Db(_)) = &r {
+            self.conn.close_on_drop();
+        }
+        r
+    }
+}
+
 impl SqliteKeyStore {
     /// Fails with `StoreError::Schema` if the database was migrated by a
     /// newer talos than this binary.
@@ -332,10 +405,20 @@ impl SqliteKeyStore {
     }
 
     async fn applied(&self) -> Result<Vec<i64>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(map_db_error)?;
+        let mut conn = self.writes.acquire().await.map_err(map_db_error)?;
         common::applied_versions(&mut *conn)
             .await
             .map_err(map_db_error)
+    }
+
+    /// The write connection, with the write gate held shared. The
+    /// connection comes first: writers queue in the pool, so the
+    /// checkpoint's catch-up waits for the one write in flight, not for a
+    /// queue of them.
+    async fn writer(&self) -> Result<Writer<'_>, sqlx::Error> {
+        let conn = self.writes.acquire().await?;
+        let gate = self.writers.read().await;
+        Ok(Writer { conn, _gate: gate })
     }
 
     async fn insert_in(conn: &mut SqliteConnection, key: &ApiKey) -> Result<(), sqlx::Error> {
@@ -374,8 +457,8 @@ impl SqliteKeyStore {
         Ok(())
     }
 
-    async fn revoke_tx(
-        &self,
+    async fn revoke_in(
+        conn: &mut SqliteConnection,
         nid: NetworkId,
         kind: KeyKind,
         key_id: &str,
@@ -383,8 +466,7 @@ impl SqliteKeyStore {
         description: &str,
         now: Timestamp,
     ) -> Result<ApiKey, TxError> {
-        let _writing = self.writers.read().await;
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = conn.begin_with(BEGIN_IMMEDIATE).await?;
         let row: Option<KeyRow> = sqlx::query_as(common::get_sql(kind))
             .bind(nid_str(nid))
             .bind(key_id)
@@ -400,15 +482,14 @@ impl SqliteKeyStore {
         Ok(key)
     }
 
-    async fn rotate_tx(
-        &self,
+    async fn rotate_in(
+        conn: &mut SqliteConnection,
         nid: NetworkId,
         old_key_id: &str,
         new_key: &ApiKey,
         now: Timestamp,
     ) -> Result<ApiKey, TxError> {
-        let _writing = self.writers.read().await;
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = conn.begin_with(BEGIN_IMMEDIATE).await?;
         let row: Option<KeyRow> = sqlx::query_as(common::GET_ISSUED)
             .bind(nid_str(nid))
             .bind(old_key_id)
@@ -430,9 +511,11 @@ impl SqliteKeyStore {
         Ok(old)
     }
 
-    async fn batch_tx(&self, keys: &[ApiKey]) -> Result<Vec<BatchInsertOutcome>, TxError> {
-        let _writing = self.writers.read().await;
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+    async fn batch_in(
+        conn: &mut SqliteConnection,
+        keys: &[ApiKey],
+    ) -> Result<Vec<BatchInsertOutcome>, TxError> {
+        let mut tx = conn.begin_with(BEGIN_IMMEDIATE).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let p = KeyParams::of(key);
@@ -453,9 +536,10 @@ impl SqliteKeyStore {
 #[async_trait]
 impl KeyStore for SqliteKeyStore {
     async fn insert(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let _writing = self.writers.read().await;
-        let mut conn = self.pool.acquire().await.map_err(map_db_error)?;
-        Self::insert_in(&mut conn, key).await.map_err(map_db_error)
+        let mut w = self.writer().await.map_err(map_db_error)?;
+        Self::insert_in(&mut w.conn, key)
+            .await
+            .map_err(map_db_error)
     }
 
     async fn get(
@@ -467,7 +551,7 @@ impl KeyStore for SqliteKeyStore {
         let row: Option<KeyRow> = sqlx::query_as(common::get_sql(kind))
             .bind(nid_str(nid))
             .bind(key_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await
             .map_err(map_db_error)?;
         row.map(|r| r.into_domain(kind)).transpose()
@@ -483,7 +567,7 @@ impl KeyStore for SqliteKeyStore {
         for chunk in key_ids.chunks(common::IN_CHUNK) {
             let b = common::get_many_query(Placeholders::Numbered, nid, kind, chunk);
             let rows: Vec<KeyRow> = bind_args!(sqlx::query_as(&b.sql), b.args)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await
                 .map_err(map_db_error)?;
             for r in rows {
@@ -502,7 +586,7 @@ impl KeyStore for SqliteKeyStore {
         let row: Option<KeyRow> = sqlx::query_as(common::get_by_request_id_sql(kind))
             .bind(nid_str(nid))
             .bind(request_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await
             .map_err(map_db_error)?;
         row.map(|r| r.into_domain(kind)).transpose()
@@ -519,7 +603,7 @@ impl KeyStore for SqliteKeyStore {
     ) -> Result<Vec<ApiKey>, StoreError> {
         let b = common::list_query(Placeholders::Numbered, nid, kind, filter, after, limit, now);
         let rows: Vec<KeyRow> = bind_args!(sqlx::query_as(&b.sql), b.args)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await
             .map_err(map_db_error)?;
         rows.into_iter().map(|r| r.into_domain(kind)).collect()
@@ -527,7 +611,7 @@ impl KeyStore for SqliteKeyStore {
 
     async fn update(&self, key: &ApiKey) -> Result<(), StoreError> {
         let p = KeyParams::of(key);
-        let _writing = self.writers.read().await;
+        let mut w = self.writer().await.map_err(map_db_error)?;
         let r = sqlx::query(common::update_sql(key.kind))
             .bind(key.name.clone())
             .bind(p.scopes)
@@ -538,7 +622,7 @@ impl KeyStore for SqliteKeyStore {
             .bind(key.updated_at.millis())
             .bind(p.nid)
             .bind(key.key_id.clone())
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await
             .map_err(map_db_error)?;
         if r.rows_affected() == 0 {
@@ -556,9 +640,9 @@ impl KeyStore for SqliteKeyStore {
         description: &str,
         now: Timestamp,
     ) -> Result<ApiKey, StoreError> {
-        Ok(self
-            .revoke_tx(nid, kind, key_id, reason, description, now)
-            .await?)
+        let mut w = self.writer().await.map_err(map_db_error)?;
+        let r = Self::revoke_in(&mut w.conn, nid, kind, key_id, reason, description, now).await;
+        Ok(w.settle(r)?)
     }
 
     async fn rotate(
@@ -568,15 +652,17 @@ impl KeyStore for SqliteKeyStore {
         new_key: &ApiKey,
         now: Timestamp,
     ) -> Result<ApiKey, StoreError> {
-        Ok(self.rotate_tx(nid, old_key_id, new_key, now).await?)
+        let mut w = self.writer().await.map_err(map_db_error)?;
+        let r = Self::rotate_in(&mut w.conn, nid, old_key_id, new_key, now).await;
+        Ok(w.settle(r)?)
     }
 
     async fn delete(&self, nid: NetworkId, kind: KeyKind, key_id: &str) -> Result<(), StoreError> {
-        let _writing = self.writers.read().await;
+        let mut w = self.writer().await.map_err(map_db_error)?;
         let r = sqlx::query(common::delete_sql(kind))
             .bind(nid_str(nid))
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await
             .map_err(map_db_error)?;
         if r.rows_affected() == 0 {
@@ -592,7 +678,9 @@ impl KeyStore for SqliteKeyStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.batch_tx(keys).await?)
+        let mut w = self.writer().await.map_err(map_db_error)?;
+        let r = Self::batch_in(&mut w.conn, keys).await;
+        Ok(w.settle(r)?)
     }
 
     async fn count_active(&self, nid: NetworkId, cap: u64) -> Result<u64, StoreError> {
@@ -602,7 +690,7 @@ impl KeyStore for SqliteKeyStore {
             let n: i64 = sqlx::query_scalar(sql)
                 .bind(nid_str(nid))
                 .bind(cap_i)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await
                 .map_err(map_db_error)?;
             total = total.saturating_add(n.max(0) as u64);
@@ -620,11 +708,11 @@ impl KeyStore for SqliteKeyStore {
         key_ids: &[String],
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let _writing = self.writers.read().await;
+        let mut w = self.writer().await.map_err(map_db_error)?;
         for chunk in key_ids.chunks(common::IN_CHUNK) {
             let b = common::touch_query(Placeholders::Numbered, nid, kind, chunk, at);
             bind_args!(sqlx::query(&b.sql), b.args)
-                .execute(&self.pool)
+                .execute(&mut *w.conn)
                 .await
                 .map_err(map_db_error)?;
         }
@@ -633,19 +721,19 @@ impl KeyStore for SqliteKeyStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query(common::PING)
-            .execute(&self.pool)
+            .execute(&self.reads)
             .await
             .map_err(map_db_error)?;
         Ok(())
     }
 
     async fn ensure_network(&self, nid: NetworkId, now: Timestamp) -> Result<(), StoreError> {
-        let _writing = self.writers.read().await;
+        let mut w = self.writer().await.map_err(map_db_error)?;
         sqlx::query(common::ENSURE_NETWORK)
             .bind(nid_str(nid))
             .bind(now.millis())
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(&mut *w.conn)
             .await
             .map_err(map_db_error)?;
         Ok(())
@@ -655,7 +743,7 @@ impl KeyStore for SqliteKeyStore {
         let before = self.applied().await?;
         common::check_known(&before, &MIGRATOR)?;
         MIGRATOR
-            .run(&self.pool)
+            .run(&self.writes)
             .await
             .map_err(common::map_migrate_error)?;
         let after = self.applied().await?;
@@ -712,8 +800,11 @@ mod tests {
         let wal = dir.path().join("wal.db-wal");
         let blob = vec![7u8; 8192];
         let (mut written, mut largest) = (0u64, 0u64);
+        // Enough writes to tell, however slow the machine (a busy CI
+        // runner wrote 30 MB in the 2 s this loop used to run for): 48 MiB,
+        // three times what the WAL may reach, with a generous time cap.
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(2) {
+        while written < 48 << 20 && started.elapsed() < Duration::from_secs(60) {
             let _writing = writers.read().await;
             sqlx::query("INSERT INTO t (x) VALUES (?)")
                 .bind(&blob)
@@ -724,8 +815,9 @@ mod tests {
             largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
         }
         assert!(
-            written > 32 << 20,
-            "too few writes to tell ({written} bytes)"
+            written >= 48 << 20,
+            "too few writes to tell ({written} bytes in {:?})",
+            started.elapsed()
         );
         // 16 MiB: sixteen times the restart point, and an eighth of the
         // safety net's 32 Ki frames (128 MiB), so SQLite's own checkpoint
