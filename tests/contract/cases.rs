@@ -841,6 +841,25 @@ async fn batch_insert_imported_outcomes(s: Store) {
     let out = s.batch_insert_imported(&many).await.unwrap();
     assert!(out.iter().all(|o| *o == Inserted));
     assert_eq!(s.count_active(nid, 10_000).await.unwrap(), 253);
+
+    // one key twice in a batch, next to itself and far apart (SQLite
+    // writes 100 rows per statement): the first is inserted, the rest are
+    // duplicates
+    let twice = imported(nid);
+    let mut batch: Vec<ApiKey> = (0..200).map(|_| imported(nid)).collect();
+    batch.insert(0, twice.clone());
+    batch.insert(1, twice.clone());
+    batch.insert(150, twice.clone());
+    let out = s.batch_insert_imported(&batch).await.unwrap();
+    for (i, o) in out.iter().enumerate() {
+        let want = if i == 1 || i == 150 {
+            Duplicate
+        } else {
+            Inserted
+        };
+        assert_eq!(*o, want, "row {i}");
+    }
+    assert_eq!(s.count_active(nid, 10_000).await.unwrap(), 454);
 }
 
 async fn batch_insert_imported_is_all_or_nothing(s: Store) {

@@ -75,24 +75,28 @@ pub(crate) use {
 /// (`&ApiKey`) with its encoded `$p` (`&KeyParams`) onto query `$q`.
 macro_rules! bind_key {
     ($q:expr, $key:expr, $p:expr) => {
-        $q.bind($p.nid.clone())
-            .bind($key.key_id.clone())
-            .bind($key.name.clone())
-            .bind($p.actor_id.clone())
-            .bind($p.scopes.clone())
-            .bind($key.status.as_i32())
-            .bind($p.metadata.clone())
-            .bind($key.last_used_at.map(|t| t.millis()))
-            .bind($key.expires_at.map(|t| t.millis()))
-            .bind($key.created_at.millis())
-            .bind($key.updated_at.millis())
-            .bind($p.rate_limit_quota)
-            .bind($p.rate_limit_window)
-            .bind($key.revocation_reason.as_i32())
-            .bind($key.revocation_description.clone())
-            .bind($p.allowed_cidrs.clone())
-            .bind($p.request_id.clone())
-            .bind($key.visibility.as_i32())
+        $crate::adapters::sql::common::bind_key!(bind; $q, $key, $p)
+    };
+    // `push_bind` for one row of a `QueryBuilder::push_values`.
+    ($bind:ident; $q:expr, $key:expr, $p:expr) => {
+        $q.$bind($p.nid.clone())
+            .$bind($key.key_id.clone())
+            .$bind($key.name.clone())
+            .$bind($p.actor_id.clone())
+            .$bind($p.scopes.clone())
+            .$bind($key.status.as_i32())
+            .$bind($p.metadata.clone())
+            .$bind($key.last_used_at.map(|t| t.millis()))
+            .$bind($key.expires_at.map(|t| t.millis()))
+            .$bind($key.created_at.millis())
+            .$bind($key.updated_at.millis())
+            .$bind($p.rate_limit_quota)
+            .$bind($p.rate_limit_window)
+            .$bind($key.revocation_reason.as_i32())
+            .$bind($key.revocation_description.clone())
+            .$bind($p.allowed_cidrs.clone())
+            .$bind($p.request_id.clone())
+            .$bind($key.visibility.as_i32())
     };
 }
 pub(crate) use bind_key;
@@ -134,6 +138,14 @@ pub(crate) const INSERT_IMPORTED: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
      $16, $17, $18)"
 );
+/// Batch import, many rows per statement (SQLite): the head, then
+/// `QueryBuilder::push_values`, then the tail. A duplicate (nid, key_id) is
+/// skipped and only inserted rows' ids come back; any other violation
+/// (request_id) is an error that aborts the batch.
+pub(crate) const INSERT_IMPORTED_ROWS_HEAD: &str =
+    concat!("INSERT INTO imported_api_keys (", insert_cols!(), ") ");
+pub(crate) const INSERT_IMPORTED_ROWS_TAIL: &str =
+    " ON CONFLICT (nid, key_id) DO NOTHING RETURNING key_id";
 /// Batch import row: a duplicate (nid, key_id) is skipped (0 rows affected);
 /// any other violation (request_id) is an error that aborts the batch.
 pub(crate) const INSERT_IMPORTED_SKIP_DUPLICATE: &str = concat!(
