@@ -141,7 +141,11 @@ start_talos() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# RSS, and its anonymous part: SQLite's read connections map the database
+# file, and RSS counts the mapped pages once per connection that touched
+# them (page cache, shared and reclaimable); RssAnon is the process's own.
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+anon_mib() { awk '/RssAnon/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 # measure SCENARIO URL PID LOGNAME -- lua args...
 measure() {
@@ -231,10 +235,10 @@ if [ "$NEED_CACHED" = 1 ]; then
   BASE=http://127.0.0.1:14420
   check_valid "$BASE" "$MAIN_KEYS"
   if want hit || want hit_paired || want batch100 || want proxy; then
-    log "RSS before warm-up: $(rss_mib "$CACHED_PID") MiB"
+    log "RSS before warm-up: $(rss_mib "$CACHED_PID") MiB (anonymous $(anon_mib "$CACHED_PID") MiB)"
     warm "$BASE" "$MAIN_KEYS" 100 "$KEYS" 4
-    log "RSS after caching $KEYS keys: $(rss_mib "$CACHED_PID") MiB"
-    echo "server RSS after caching $KEYS keys: $(rss_mib "$CACHED_PID") MiB" >>"$OUT/meta.txt"
+    log "RSS after caching $KEYS keys: $(rss_mib "$CACHED_PID") MiB (anonymous $(anon_mib "$CACHED_PID") MiB)"
+    echo "server RSS after caching $KEYS keys: $(rss_mib "$CACHED_PID") MiB, of which anonymous (the process's own memory): $(anon_mib "$CACHED_PID") MiB" >>"$OUT/meta.txt"
     check_valid "$BASE" "$MAIN_KEYS" HIT
   fi
   if want hit; then
