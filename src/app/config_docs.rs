@@ -83,7 +83,7 @@ pub const KEY_DOCS: &[KeyDoc] = &[
     doc("credentials.derived_tokens.macaroon.prefix.current", "`mc`", Hot, All, "Prefix of newly minted macaroons (`[a-zA-Z0-9_]{1,8}`)."),
     doc("credentials.derived_tokens.macaroon.prefix.retired", "`[]`", Hot, All, "Earlier macaroon prefixes that still verify."),
     doc("db.dsn", "— (required)", Restart, All, "Database: `sqlite://path`, `memory`; with their features `postgres://`, `mysql://`, `cockroach://`. Secret (may hold a password)."),
-    doc("db.max_connections", "`10`", Restart, All, "Connection pool size."),
+    doc("db.max_connections", "`10`", Restart, All, "Connection pool size. SQLite: the number of read connections; writes go through one more."),
     doc("db.min_connections", "`0`", Restart, All, "Connections kept open when idle."),
     doc("db.connect_timeout", "`5s`", Restart, All, "How long opening a connection may take before the request fails."),
     doc("db.acquire_timeout", "`5s`", Restart, All, "How long a request waits for a pooled connection."),
