@@ -13,13 +13,15 @@
 //! A file database has two pools. Writes go through one connection, so
 //! writers queue in the pool (in order, without sleeping) instead of in
 //! SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between tries.
-//! Reads go through `max_connections` read-only connections that read the
-//! file through a memory map ([`READ_MAP_BYTES`]): a page already in the
-//! OS page cache costs no `pread` and no copy into SQLite's own cache, so
-//! a list page or a verification miss on a large file costs about what it
-//! costs on a small one. Only read-only connections map the file: a
-//! connection that maps it also grows it with `ftruncate` before writing,
-//! and that broke recovery from a full disk (docs/decisions.md).
+//! Reads go through `db.max_connections` read-only connections that read
+//! the file through a memory map ([`READ_MAP_BYTES`]): a page already in
+//! the OS page cache costs no `pread` and no copy into SQLite's own cache,
+//! so a list page or a verification miss on a large file costs about what
+//! it costs on a small one. Only read-only connections map the file: a
+//! connection that maps it also grows it with `ftruncate` before a
+//! checkpoint writes to it, so the write path stays as it was without a
+//! map (a map on every connection went with failed disk-full recoveries;
+//! docs/decisions.md).
 
 use std::sync::Arc;
 use std::time::Duration;
