@@ -190,7 +190,10 @@ fn sqlite(c: &mut Criterion) {
             // before a connection is handed out), so the
             // ratio measures the store's own work, not a different setup.
             .read_only(true)
-            .pragma("mmap_size", (1u64 << 30).to_string());
+            .pragma(
+                "mmap_size",
+                talos::adapters::sql::sqlite::READ_MAP_BYTES.to_string(),
+            );
         sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(10)
             .test_before_acquire(false)

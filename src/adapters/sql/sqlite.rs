@@ -68,8 +68,9 @@ const BATCH_ROWS: usize = 100;
 /// How much of a file database each read connection maps (virtual address
 /// space, not memory: only pages read are resident, and they are the OS
 /// page cache's, shared by every connection). Past this size the rest of
-/// the file is read with `pread` as without a map.
-const READ_MAP_BYTES: u64 = 1 << 30;
+/// the file is read with `pread` as without a map. Public for the store
+/// bench, whose bare pool reads the way the store does.
+pub const READ_MAP_BYTES: u64 = 1 << 30;
 
 /// What `sqlite://<path>?<query>` means: the path after the scheme is a raw
 /// filesystem path; `:memory:` or `mode=memory` is a private in-memory
