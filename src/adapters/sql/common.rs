@@ -142,12 +142,16 @@ pub(crate) const INSERT_IMPORTED: &str = concat!(
 /// `QueryBuilder::push_values`, then the tail. A duplicate (nid, key_id) is
 /// skipped and only inserted rows' ids come back; any other violation
 /// (request_id) is an error that aborts the batch.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) const INSERT_IMPORTED_ROWS_HEAD: &str =
     concat!("INSERT INTO imported_api_keys (", insert_cols!(), ") ");
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) const INSERT_IMPORTED_ROWS_TAIL: &str =
     " ON CONFLICT (nid, key_id) DO NOTHING RETURNING key_id";
-/// Batch import row: a duplicate (nid, key_id) is skipped (0 rows affected);
-/// any other violation (request_id) is an error that aborts the batch.
+/// Batch import row (PostgreSQL, CockroachDB): a duplicate (nid, key_id) is
+/// skipped (0 rows affected); any other violation (request_id) is an error
+/// that aborts the batch.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const INSERT_IMPORTED_SKIP_DUPLICATE: &str = concat!(
     "INSERT INTO imported_api_keys (",
     insert_cols!(),
