@@ -9,10 +9,13 @@
 //! (bench/RESULTS.md). A unit test holds the two outputs byte-identical after
 //! the timestamp.
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
+
+use super::json_text::{write_json_str, write_json_str_body};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -40,7 +43,6 @@ where
         writer.write_char('"')?;
         let mut fields = Fields {
             out: &mut writer,
-            scratch: String::new(),
             result: Ok(()),
         };
         event.record(&mut fields);
@@ -51,8 +53,6 @@ where
 
 struct Fields<'w, 'a> {
     out: &'w mut Writer<'a>,
-    /// Reused for Debug-formatted values.
-    scratch: String,
     result: fmt::Result,
 }
 
@@ -82,92 +82,121 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field, |f| write!(f.out, "{value}"));
+        self.entry(field, |f| {
+            f.out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field, |f| write!(f.out, "{value}"));
+        self.entry(field, |f| {
+            f.out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.entry(field, |f| write!(f.out, "{value}"));
+        self.entry(field, |f| {
+            f.out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.entry(field, |f| write!(f.out, "{value}"));
+        self.entry(field, |f| {
+            f.out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.entry(field, |f| {
-            // serde_json's spelling of a float; JSON has no NaN or infinity.
-            match serde_json::Number::from_f64(value) {
-                Some(n) => write!(f.out, "{n}"),
-                None => f.out.write_str("null"),
+            // serde_json's spelling of a float (zmij, as serde_json uses); JSON
+            // has no NaN or infinity.
+            if value.is_finite() {
+                f.out.write_str(zmij::Buffer::new().format_finite(value))
+            } else {
+                f.out.write_str("null")
             }
         });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.entry(field, |f| {
-            f.scratch.clear();
-            write!(f.scratch, "{value:?}")?;
-            write_json_str(f.out, &f.scratch)
+            f.out.write_char('"')?;
+            write!(Escaping(&mut *f.out), "{value:?}")?;
+            f.out.write_char('"')
         });
     }
 }
 
-/// `s` as a JSON string literal (the escapes serde_json uses).
-fn write_json_str(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    out.write_char('"')?;
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // Escaped bytes are ASCII, so `start..i` are char boundaries.
-        out.write_str(&s[start..i])?;
-        if esc.is_empty() {
-            write!(out, "\\u{b:04x}")?;
-        } else {
-            out.write_str(esc)?;
-        }
-        start = i + 1;
+/// Escapes what is written through it as the inside of a JSON string, so a
+/// `Debug` value is formatted straight into the line.
+struct Escaping<'w, W: fmt::Write>(&'w mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_json_str_body(self.0, s)
     }
-    out.write_str(&s[start..])?;
-    out.write_char('"')
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber's `SystemTime`
-/// timer writes it (`2026-11-30T19:35:00.123456Z`).
+/// timer writes it (`2026-11-30T19:35:00.123456Z`). The calendar part is
+/// formatted once per second per thread; a line only adds the microseconds.
 fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    thread_local! {
+        /// (Unix second, "YYYY-MM-DDTHH:MM:SS." for it).
+        static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
+    let Ok(since) = now.duration_since(UNIX_EPOCH) else {
+        return write_calendar(out, now, true);
+    };
+    let secs = since.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let mut text = String::with_capacity(27);
+        write_calendar(&mut text, now, false)?;
+        match text.as_bytes().try_into() {
+            Ok(p) => {
+                prefix = p;
+                SECOND.set((secs, prefix));
+            }
+            // A year past 9999: not cached.
+            Err(_) => return write_calendar(out, now, true),
+        }
+    }
+    let mut micros = since.subsec_micros();
+    let mut digits = [b'0'; 7];
+    for d in digits[..6].iter_mut().rev() {
+        *d = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    digits[6] = b'Z';
+    out.write_str(std::str::from_utf8(&prefix).expect("ASCII"))?;
+    out.write_str(std::str::from_utf8(&digits).expect("ASCII"))
+}
+
+/// The calendar part of [`write_timestamp`], up to and including the `.`,
+/// then (with `whole`) the microseconds and the `Z`.
+fn write_calendar(out: &mut impl fmt::Write, now: SystemTime, whole: bool) -> fmt::Result {
     let t = time::OffsetDateTime::from(now);
     write!(
         out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
         t.year(),
         t.month() as u8,
         t.day(),
         t.hour(),
         t.minute(),
         t.second(),
-        t.microsecond()
-    )
+    )?;
+    if whole {
+        write!(out, "{:06}Z", t.microsecond())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
 
     use serde_json::Value;
     use tracing_subscriber::layer::SubscriberExt;
@@ -279,8 +308,14 @@ mod tests {
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(at(1_780_334_005, 999_999), "2026-06-01T17:13:25.999999Z");
+        // The same second again: the calendar part comes from the cache.
+        assert_eq!(at(1_780_334_005, 42), "2026-06-01T17:13:25.000042Z");
+        assert_eq!(at(1_780_334_006, 0), "2026-06-01T17:13:26.000000Z");
         assert_eq!(at(4_107_542_399, 0), "2100-02-28T23:59:59.000000Z");
         assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
         assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000000Z");
+        let mut s = String::new();
+        write_timestamp(&mut s, UNIX_EPOCH - Duration::from_micros(1)).unwrap();
+        assert_eq!(s, "1969-12-31T23:59:59.999999Z");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod http;
+pub mod json_text;
 pub mod jwk_generate;
 pub mod jwks;
 pub mod log_format;
