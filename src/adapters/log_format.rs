@@ -139,7 +139,7 @@ impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber's `SystemTime`
 /// timer writes it (`2026-11-30T19:35:00.123456Z`). The calendar part is
 /// formatted once per second per thread; a line only adds the microseconds.
-fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+pub(crate) fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     thread_local! {
         /// (Unix second, "YYYY-MM-DDTHH:MM:SS." for it).
         static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };

@@ -70,18 +70,27 @@ impl Shared {
 #[derive(Clone)]
 pub struct BatchWriter(Arc<Shared>);
 
-impl Write for BatchWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+impl BatchWriter {
+    /// Lets `line` append one whole line to the pending buffer, under its
+    /// lock (no copy through a scratch buffer); waits while
+    /// [`BatchOptions::max_pending`] bytes are pending, as `write` does.
+    pub fn append_with(&self, line: impl FnOnce(&mut Vec<u8>)) {
         let shared = &self.0;
         let mut st = shared.lock();
         while st.buf.len() >= shared.opts.max_pending && !st.closed {
             st = shared.room.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         let was_below = st.buf.len() < shared.opts.flush_at;
-        st.buf.extend_from_slice(bytes);
+        line(&mut st.buf);
         if was_below && st.buf.len() >= shared.opts.flush_at {
             shared.due.notify_one();
         }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.append_with(|buf| buf.extend_from_slice(bytes));
         Ok(bytes.len())
     }
 

@@ -3,6 +3,7 @@
 //! the fake used by fast app/HTTP tests and the `memory` DSN); everything
 //! optional sits behind its Cargo feature.
 
+pub mod access_log;
 pub mod cache;
 pub mod http;
 pub mod json_text;

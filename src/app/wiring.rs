@@ -57,6 +57,13 @@ pub fn init_logging(
         crate::adapters::log_writer::BatchOptions::default(),
     )
     .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
+    // JSON lines with no OpenTelemetry layer: the access log skips the
+    // `tracing` event and writes its line straight into the buffer
+    // (crate::adapters::access_log; same bytes, same filter).
+    if matches!(format, LogFormat::Json) && !(cfg!(feature = "otel") && tracing_settings.is_some())
+    {
+        crate::adapters::access_log::write_directly_to(writer.clone());
+    }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(false);

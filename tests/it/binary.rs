@@ -152,9 +152,49 @@ async fn sigterm_drains_and_logs_never_carry_secrets() {
         err.contains("\"message\":\"server stopped\""),
         "JSON logs with a clean stop:\n{err}"
     );
-    assert!(err.contains("HTTP request completed"));
+    // The access lines (written straight into the log buffer, not through
+    // a tracing event): JSON with the event's fields, one per request.
+    let access: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.contains("HTTP request completed"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let verify = access
+        .iter()
+        .find(|v| v["http_request.path"] == "/v2alpha1/admin/apiKeys:verify")
+        .unwrap_or_else(|| panic!("no access line for verify:\n{err}"));
+    assert_eq!(verify["level"], "INFO");
+    assert_eq!(verify["http_request.method"], "POST");
+    assert_eq!(verify["status"], 200);
+    assert!(verify["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(verify["request_id"].as_str().unwrap().len(), 36);
+    assert!(verify["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(access.len() >= 5, "{} access lines:\n{err}", access.len());
     for secret in [key.as_str(), SECRET, "sk_live_rawsecret_123"] {
         assert!(!err.contains(secret), "a secret leaked into the logs");
+    }
+}
+
+#[tokio::test]
+async fn the_log_level_filters_access_lines() {
+    for (level, expect) in [("warn", false), ("info", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = spawn(dir.path(), &[("TALOS_LOG_LEVEL", level)]);
+        wait_ready(&p).await;
+        post_json(
+            &p.base,
+            "/v2alpha1/admin/apiKeys:verify",
+            json!({"credential": "k"}),
+        )
+        .await;
+        sigterm(&p.child);
+        let (status, err) = stderr_of(p);
+        assert!(status.success(), "{err}");
+        assert_eq!(
+            err.contains("HTTP request completed"),
+            expect,
+            "log level {level}:\n{err}"
+        );
     }
 }
 

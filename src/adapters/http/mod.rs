@@ -443,15 +443,24 @@ async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> 
     );
     let health = uri.path().starts_with("/health/");
     if !(health && s.opts.exclude_health_logs) {
-        tracing::info!(
-            http_request.method = method,
-            http_request.path = uri.path(),
+        let line = crate::adapters::access_log::AccessLine {
+            method,
+            path: uri.path(),
             status,
             // Whole microseconds, so the line reads 0.007, not 0.0067399999999999995.
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
-            request_id = id.to_str().unwrap_or(""),
-            "HTTP request completed"
-        );
+            duration_ms: elapsed.as_micros() as f64 / 1000.0,
+            request_id: id.to_str().unwrap_or(""),
+        };
+        if !line.write_direct() {
+            tracing::info!(
+                http_request.method = line.method,
+                http_request.path = line.path,
+                status = line.status,
+                duration_ms = line.duration_ms,
+                request_id = line.request_id,
+                "HTTP request completed"
+            );
+        }
     }
     let h = resp.headers_mut();
     h.insert(REQUEST_ID, id);
