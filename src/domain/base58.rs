@@ -1,6 +1,7 @@
 //! Base58 (Bitcoin alphabet) for the short values keys are made of, without
-//! allocating: 32-bit limbs, five digits (58⁵ < 2³²) per limb operation,
-//! instead of the byte-at-a-time quadratic loop of the general algorithm.
+//! allocating: encoding divides 32-bit limbs by 58⁵ (< 2³²), decoding
+//! multiplies 64-bit limbs by 58¹⁰ (< 2⁶⁴), instead of the byte-at-a-time
+//! quadratic loop of the general algorithm.
 //! Output is identical to the `bs58` crate's (leading zero bytes are `1`s);
 //! the tests compare the two on random inputs.
 
@@ -83,9 +84,12 @@ pub fn encode_into<'o>(input: &[u8], out: &'o mut [u8]) -> Option<&'o str> {
 pub fn decode_into<'o>(s: &str, out: &'o mut [u8]) -> Option<&'o [u8]> {
     let s = s.as_bytes();
     let zeros = s.iter().take_while(|&&c| c == b'1').count();
-    let mut limbs = [0u32; LIMBS];
+    // Decoding only multiplies, so it takes ten digits (58¹⁰ < 2⁶⁴) per
+    // step into 64-bit limbs with a 128-bit product: a 64-character
+    // identifier is 7 steps over at most 6 limbs.
+    let mut limbs = [0u64; LIMBS / 2];
     let mut n = 0;
-    for chunk in s[zeros..].chunks(5) {
+    for chunk in s[zeros..].chunks(10) {
         let mut mult = 1u64;
         let mut carry = 0u64;
         for &c in chunk {
@@ -97,23 +101,22 @@ pub fn decode_into<'o>(s: &str, out: &'o mut [u8]) -> Option<&'o [u8]> {
             carry = carry * 58 + v as u64;
         }
         for limb in &mut limbs[..n] {
-            let t = *limb as u64 * mult + carry;
-            *limb = t as u32;
-            carry = t >> 32;
+            let t = u128::from(*limb) * u128::from(mult) + u128::from(carry);
+            *limb = t as u64;
+            carry = (t >> 64) as u64;
         }
         if carry > 0 {
-            if n == LIMBS {
+            if n == limbs.len() {
                 return None;
             }
-            limbs[n] = carry as u32;
+            limbs[n] = carry;
             n += 1;
         }
     }
-    // Big-endian bytes of the limbs, without leading zero bytes.
     let mut value = [0u8; MAX_BYTES];
     for (i, limb) in limbs[..n].iter().enumerate() {
-        let at = MAX_BYTES - 4 * (i + 1);
-        value[at..at + 4].copy_from_slice(&limb.to_be_bytes());
+        let at = MAX_BYTES - 8 * (i + 1);
+        value[at..at + 8].copy_from_slice(&limb.to_be_bytes());
     }
     let first = value.iter().position(|&b| b != 0).unwrap_or(MAX_BYTES);
     let digits = &value[first..];

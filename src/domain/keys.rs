@@ -144,12 +144,22 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
     })
 }
 
-/// Constant-time check of the presented checksum under one key.
+/// Constant-time check of the presented checksum under one key. The
+/// presented text is decoded and compared with the computed bytes, rather
+/// than the bytes encoded and compared with the text: decoding only
+/// multiplies, encoding divides. The two are the same test, since a byte
+/// string has exactly one Base58 spelling (leading zero bytes are `1`s, the
+/// rest is the number without leading zeros): a text that decodes to the
+/// 32 computed bytes is the text encoding would have produced.
 pub fn checksum_matches(parsed: &ParsedV1<'_>, key: &ChecksumKey) -> bool {
-    let mut buf = [0u8; 48];
-    let expected = checksum_text(&key.checksum(parsed.prefix, parsed.identifier), &mut buf);
-    expected.len() == parsed.checksum.len()
-        && bool::from(expected.as_bytes().ct_eq(parsed.checksum.as_bytes()))
+    let expected = key.checksum(parsed.prefix, parsed.identifier);
+    let mut buf = [0u8; base58::MAX_BYTES];
+    match base58::decode_into(parsed.checksum, &mut buf) {
+        Some(presented) => {
+            presented.len() == expected.len() && bool::from(presented.ct_eq(&expected))
+        }
+        None => false,
+    }
 }
 
 /// Parses and verifies against each secret (current first, then retired).
@@ -240,6 +250,33 @@ mod tests {
         // Prefix swap invalidates the checksum.
         let swapped = k.replacen("talos", "other", 1);
         assert!(verify_v1(&swapped, &[&s]).is_none());
+    }
+
+    #[test]
+    fn only_the_exact_checksum_text_verifies() {
+        // The checksum is checked by decoding the presented text; no other
+        // text may decode to the same bytes and pass.
+        let s = Secret::new(SECRET);
+        let k = generate_v1("talos", Uuid::new_v4(), 1_700_000_000, &s);
+        assert!(verify_v1(&k, &[&s]).is_some());
+        let (head, sum) = k.rsplit_once('_').unwrap();
+        // A leading '1' is a leading zero byte: 33 bytes, not the 32.
+        assert!(verify_v1(&format!("{head}_1{sum}"), &[&s]).is_none());
+        // Every single-character change, to every Base58 character.
+        const ALPHABET: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+        for i in 0..sum.len() {
+            for c in ALPHABET.chars() {
+                if sum.as_bytes()[i] == c as u8 {
+                    continue;
+                }
+                let mut t = sum.to_string();
+                t.replace_range(i..=i, &c.to_string());
+                assert!(verify_v1(&format!("{head}_{t}"), &[&s]).is_none(), "{t}");
+            }
+        }
+        // Dropping or adding a character.
+        assert!(verify_v1(&format!("{head}_{}", &sum[1..]), &[&s]).is_none());
+        assert!(verify_v1(&format!("{head}_{sum}z"), &[&s]).is_none());
     }
 
     #[test]
