@@ -2,6 +2,14 @@
 # Profiles the talos server on the verify cache-hit path with perf:
 #
 #   bench/load/profile.sh [seconds]      # default 10 (BENCH_PERF_CALLGRAPH=dwarf for whole stacks)
+#   BENCH_PROFILER=callgrind bench/load/profile.sh [seconds]   # default 40
+#
+# The callgrind mode runs the server under valgrind and prints the server's
+# instructions per request (all its threads, user space, after the warm-up):
+# a count that does not move with the VM's noise, for before/after figures
+# (bench/RESULTS.md, evening round). Under valgrind, sha2 takes its portable
+# path (no SHA extensions), so the HMAC counts ~10k instructions more than
+# it costs natively; compare counts with each other, not with times.
 #
 # Seeds BENCH_KEYS (default 20000) keys into a temp SQLite db through the
 # store port, starts `talos serve` (memory cache), warms the cache, then runs
@@ -18,6 +26,8 @@ SCRIPT_MODE=${BENCH_PROFILE_MODE:-verify}
 # Frame-pointer stacks (the default, `fp`) are cheap but break in code built
 # without frame pointers; BENCH_PERF_CALLGRAPH=dwarf gives whole stacks (and
 # inclusive costs per layer) at a lower sample rate.
+PROFILER=${BENCH_PROFILER:-perf}
+[ "$PROFILER" = callgrind ] && SECS=${1:-40}
 CALLGRAPH=${BENCH_PERF_CALLGRAPH:-fp}
 if [ "$CALLGRAPH" = fp ]; then FREQ=1999; else CALLGRAPH="$CALLGRAPH,32768"; FREQ=499; fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/talos-target}
@@ -41,14 +51,27 @@ env -i PATH="$PATH" HOME="$HOME" TALOS_SECRETS_HMAC_CURRENT="$SECRET" \
   TALOS_SERVE_METRICS_HOST=127.0.0.1 TALOS_SERVE_METRICS_PORT=14462 \
   TALOS_CACHE_TYPE=memory TALOS_CACHE_ENABLED=true TALOS_CACHE_TTL=1h \
   TALOS_CREDENTIALS_ISSUER=bench-issuer TALOS_LOG_LEVEL="$LOG_LEVEL" \
+  $([ "$PROFILER" = callgrind ] && echo valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out") \
   "$TALOS" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 1 300); do
+for _ in $(seq 1 1500); do
   curl -sf -o /dev/null http://127.0.0.1:14462/health/ready && break
   kill -0 "$SERVER" 2>/dev/null || { echo "talos exited:" >&2; tail -n 5 "$WORK/server.log" >&2; SERVER=; exit 1; }
   sleep 0.2
 done
 "$TOOLS" warm http://127.0.0.1:14460 "$WORK/keys.txt" 100 "$KEYS" 4
+if [ "$PROFILER" = callgrind ]; then
+  callgrind_control -z "$SERVER" >/dev/null 2>&1
+  wrk -t1 -c4 -d"${SECS}s" --timeout 10s -s bench/load/talos.lua http://127.0.0.1:14460 -- "$SCRIPT_MODE" "$WORK/keys.txt" >"$OUT/wrk.txt" 2>&1
+  callgrind_control -d "$SERVER" >/dev/null 2>&1
+  sleep 2
+  n=$(sed -nE 's/^RESULT requests=([0-9]+).*/\1/p' "$OUT/wrk.txt")
+  total=$(callgrind_annotate "$OUT/callgrind.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo "requests=$n instructions=$total per_request=$((total / n))" | tee "$OUT/instructions.txt"
+  callgrind_annotate --inclusive=yes "$OUT/callgrind.out.1" 2>/dev/null | head -n 90 >"$OUT/top-inclusive.txt"
+  echo "callgrind data: $OUT/callgrind.out.1 (callgrind_annotate --inclusive=yes)"
+  exit 0
+fi
 wrk -t1 -c32 -d"$((SECS + 2))s" -s bench/load/talos.lua http://127.0.0.1:14460 -- "$SCRIPT_MODE" "$WORK/keys.txt" >"$OUT/wrk.txt" 2>&1 &
 WRK=$!
 sleep 1
