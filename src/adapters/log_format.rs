@@ -193,7 +193,7 @@ fn write_calendar(out: &mut impl fmt::Write, now: SystemTime, whole: bool) -> fm
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -203,8 +203,10 @@ mod tests {
 
     use super::*;
 
+    /// A log sink that keeps what is written (also used by
+    /// `access_log`'s tests).
     #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Buf(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {

@@ -979,7 +979,7 @@ mod tests {
             assert_eq!(back.is_valid, o.result.is_ok());
         }
         let all = outcomes();
-        let batch = serde_json::to_string(&BatchVerifyResponseBody {
+        let body = BatchVerifyResponseBody {
             results: all
                 .iter()
                 .map(|outcome| VerifyResponseBody {
@@ -987,8 +987,8 @@ mod tests {
                     issuer: "iss",
                 })
                 .collect(),
-        })
-        .unwrap();
+        };
+        let batch = serde_json::to_string(&body).unwrap();
         let owned = serde_json::to_string(&BatchVerifyApiKeysResponse {
             results: all
                 .iter()
@@ -998,17 +998,7 @@ mod tests {
         .unwrap();
         assert_eq!(batch, owned);
         let mut direct = Vec::new();
-        BatchVerifyResponseBody {
-            results: all
-                .iter()
-                .map(|outcome| VerifyResponseBody {
-                    outcome,
-                    issuer: "iss",
-                })
-                .collect(),
-        }
-        .write_json(&mut direct)
-        .unwrap();
+        body.write_json(&mut direct).unwrap();
         assert_eq!(String::from_utf8(direct).unwrap(), owned);
     }
 }
