@@ -8,13 +8,13 @@
 //! access log is the one line every request writes. The bytes are those the
 //! event would have produced (a test holds them equal), and the line still
 //! obeys the log filter: it is written only when an INFO event of
-//! `talos::adapters::http` (the target the line always had) would be. Otherwise (text logs, OpenTelemetry on) it is the
-//! `tracing` event, unchanged.
+//! `talos::adapters::http` would be. Otherwise (text logs, OpenTelemetry
+//! on) the HTTP adapter emits the event ([`crate::adapters::http::access_event`]).
 
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use super::json_text::{write_json_str, VecText};
+use super::json_text::{push_json_str, VecText};
 use super::log_format::write_timestamp;
 use super::log_writer::BatchWriter;
 
@@ -39,8 +39,7 @@ impl AccessLine<'_> {
     /// Writes the line straight into the log buffer, if that is set up
     /// ([`write_directly_to`]) and the filter lets an INFO event of the HTTP
     /// adapter through. False when the caller must emit the `tracing` event
-    /// itself (the event's target must stay the HTTP adapter's, which a
-    /// macro here cannot name with those field names).
+    /// itself ([`crate::adapters::http::access_event`]).
     pub fn write_direct(&self) -> bool {
         let Some(w) = DIRECT.get() else {
             return false;
@@ -53,35 +52,30 @@ impl AccessLine<'_> {
 
     /// The line as `log_format::JsonLines` formats the `tracing` event.
     fn write_json(&self, out: &mut Vec<u8>, now: SystemTime) {
-        let mut t = VecText(out);
-        let _ = write_timestamp_field(&mut t, now);
-        t.0.extend_from_slice(
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        write_timestamp(&mut VecText(out), now).expect("writing to a Vec cannot fail");
+        out.extend_from_slice(
             b"\",\"level\":\"INFO\",\"message\":\"HTTP request completed\",\"http_request.method\":",
         );
-        let _ = write_json_str(&mut t, self.method);
-        t.0.extend_from_slice(b",\"http_request.path\":");
-        let _ = write_json_str(&mut t, self.path);
-        t.0.extend_from_slice(b",\"status\":");
-        t.0.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
-        t.0.extend_from_slice(b",\"duration_ms\":");
+        push_json_str(out, self.method);
+        out.extend_from_slice(b",\"http_request.path\":");
+        push_json_str(out, self.path);
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        out.extend_from_slice(b",\"duration_ms\":");
         if self.duration_ms.is_finite() {
-            t.0.extend_from_slice(
+            out.extend_from_slice(
                 zmij::Buffer::new()
                     .format_finite(self.duration_ms)
                     .as_bytes(),
             );
         } else {
-            t.0.extend_from_slice(b"null");
+            out.extend_from_slice(b"null");
         }
-        t.0.extend_from_slice(b",\"request_id\":");
-        let _ = write_json_str(&mut t, self.request_id);
-        t.0.extend_from_slice(b"}\n");
+        out.extend_from_slice(b",\"request_id\":");
+        push_json_str(out, self.request_id);
+        out.extend_from_slice(b"}\n");
     }
-}
-
-fn write_timestamp_field(t: &mut VecText<'_>, now: SystemTime) -> std::fmt::Result {
-    t.0.extend_from_slice(b"{\"timestamp\":\"");
-    write_timestamp(t, now)
 }
 
 #[cfg(test)]
@@ -130,14 +124,7 @@ mod tests {
         );
         tracing::subscriber::with_default(subscriber, || {
             for l in &lines {
-                tracing::info!(
-                    http_request.method = l.method,
-                    http_request.path = l.path,
-                    status = l.status,
-                    duration_ms = l.duration_ms,
-                    request_id = l.request_id,
-                    "HTTP request completed"
-                );
+                crate::adapters::http::access_event(l);
             }
         });
         let events = String::from_utf8(events.0.lock().unwrap().clone()).unwrap();

@@ -51,7 +51,7 @@ pub fn write_json_str_body(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
 }
 
 /// The index of the first byte of `b` that a JSON string must escape (a
-/// control character, `"` or `\\`), or `b.len()`.
+/// control character, `"` or a backslash), or `b.len()`.
 fn first_to_escape(b: &[u8]) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;

@@ -14,12 +14,12 @@ use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
-
-use super::json_text::{write_json_str, write_json_str_body};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use super::json_text::{write_json_str, write_json_str_body};
 
 /// The event formatter for `log.format: json`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -452,20 +452,27 @@ async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> 
             request_id: id.to_str().unwrap_or(""),
         };
         if !line.write_direct() {
-            tracing::info!(
-                http_request.method = line.method,
-                http_request.path = line.path,
-                status = line.status,
-                duration_ms = line.duration_ms,
-                request_id = line.request_id,
-                "HTTP request completed"
-            );
+            access_event(&line);
         }
     }
     let h = resp.headers_mut();
     h.insert(REQUEST_ID, id);
     add_security_headers(h);
     resp
+}
+
+/// The access-log line as a `tracing` event (text logs, or OpenTelemetry
+/// on; see [`crate::adapters::access_log`]). Emitted here so its target
+/// stays this module's, which filters and existing log queries use.
+pub(crate) fn access_event(line: &crate::adapters::access_log::AccessLine<'_>) {
+    tracing::info!(
+        http_request.method = line.method,
+        http_request.path = line.path,
+        status = line.status,
+        duration_ms = line.duration_ms,
+        request_id = line.request_id,
+        "HTTP request completed"
+    );
 }
 
 /// A fresh request id: a random (v4) UUID.
