@@ -5,7 +5,8 @@
 //! Output is identical to the `bs58` crate's (leading zero bytes are `1`s);
 //! the tests compare the two on random inputs.
 
-const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+/// The Bitcoin alphabet, digit value = index.
+pub const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
 /// 58⁵, the largest power of 58 that fits a `u32`.
 const BASE5: u64 = 656_356_768;

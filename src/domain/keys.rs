@@ -144,24 +144,6 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
     })
 }
 
-/// Constant-time check of the presented checksum under one key. The
-/// presented text is decoded and compared with the computed bytes, rather
-/// than the bytes encoded and compared with the text: decoding only
-/// multiplies, encoding divides. The two are the same test, since a byte
-/// string has exactly one Base58 spelling (leading zero bytes are `1`s, the
-/// rest is the number without leading zeros): a text that decodes to the
-/// 32 computed bytes is the text encoding would have produced.
-pub fn checksum_matches(parsed: &ParsedV1<'_>, key: &ChecksumKey) -> bool {
-    let expected = key.checksum(parsed.prefix, parsed.identifier);
-    let mut buf = [0u8; base58::MAX_BYTES];
-    match base58::decode_into(parsed.checksum, &mut buf) {
-        Some(presented) => {
-            presented.len() == expected.len() && bool::from(presented.ct_eq(&expected))
-        }
-        None => false,
-    }
-}
-
 /// Parses and verifies against each secret (current first, then retired).
 pub fn verify_v1<'a>(credential: &'a str, secrets: &[&Secret]) -> Option<ParsedV1<'a>> {
     let keys: Vec<ChecksumKey> = secrets.iter().map(|s| ChecksumKey::new(s)).collect();
@@ -169,14 +151,26 @@ pub fn verify_v1<'a>(credential: &'a str, secrets: &[&Secret]) -> Option<ParsedV
 }
 
 /// Verifies an already parsed key against each key (see [`verify_v1`]).
+///
+/// The presented checksum is decoded once and compared with each key's
+/// computed bytes in constant time, rather than each computed checksum
+/// encoded and compared with the text: decoding only multiplies, encoding
+/// divides. The two are the same test, since a byte string has exactly one
+/// Base58 spelling (leading zero bytes are `1`s, the rest is the number
+/// without leading zeros): a text that decodes to the 32 computed bytes is
+/// the text encoding would have produced.
 pub fn verify_parsed<'a, 'k>(
     parsed: ParsedV1<'a>,
     keys: impl IntoIterator<Item = &'k ChecksumKey>,
 ) -> Option<ParsedV1<'a>> {
+    let mut buf = [0u8; base58::MAX_BYTES];
+    // Depends on the presented text only, never on a secret.
+    let presented = base58::decode_into(parsed.checksum, &mut buf)?;
     // Evaluate every key so timing does not reveal which one matched.
     let mut ok = false;
     for k in keys {
-        ok |= checksum_matches(&parsed, k);
+        let expected = k.checksum(parsed.prefix, parsed.identifier);
+        ok |= presented.len() == expected.len() && bool::from(presented.ct_eq(&expected));
     }
     ok.then_some(parsed)
 }
@@ -263,14 +257,13 @@ mod tests {
         // A leading '1' is a leading zero byte: 33 bytes, not the 32.
         assert!(verify_v1(&format!("{head}_1{sum}"), &[&s]).is_none());
         // Every single-character change, to every Base58 character.
-        const ALPHABET: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
         for i in 0..sum.len() {
-            for c in ALPHABET.chars() {
-                if sum.as_bytes()[i] == c as u8 {
+            for &c in base58::ALPHABET {
+                if sum.as_bytes()[i] == c {
                     continue;
                 }
                 let mut t = sum.to_string();
-                t.replace_range(i..=i, &c.to_string());
+                t.replace_range(i..=i, &char::from(c).to_string());
                 assert!(verify_v1(&format!("{head}_{t}"), &[&s]).is_none(), "{t}");
             }
         }
