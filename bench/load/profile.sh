@@ -3,6 +3,7 @@
 #
 #   bench/load/profile.sh [seconds]      # default 10 (BENCH_PERF_CALLGRAPH=dwarf for whole stacks)
 #   BENCH_PROFILER=callgrind bench/load/profile.sh [seconds]   # default 40
+#   BENCH_PROFILE_SERVER=bare ...        # the bare axum route instead of talos
 #
 # The callgrind mode runs the server under valgrind and prints the server's
 # instructions per request (all its threads, user space, after the warm-up):
@@ -23,6 +24,7 @@ SECS=${1:-10}
 KEYS=${BENCH_KEYS:-20000}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
 SCRIPT_MODE=${BENCH_PROFILE_MODE:-verify}
+TARGET=${BENCH_PROFILE_SERVER:-talos}
 # Frame-pointer stacks (the default, `fp`) are cheap but break in code built
 # without frame pointers; BENCH_PERF_CALLGRAPH=dwarf gives whole stacks (and
 # inclusive costs per layer) at a lower sample rate.
@@ -46,13 +48,23 @@ cleanup() {
 trap cleanup EXIT
 
 "$TOOLS" seed "sqlite://$WORK/p.db" "$KEYS" "$WORK/keys.txt" 1
+VALGRIND=
+[ "$PROFILER" = callgrind ] && VALGRIND="valgrind --tool=callgrind --callgrind-out-file=$OUT/callgrind.out"
+if [ "$TARGET" = bare ]; then
+  # The baseline every ratio in bench/RESULTS.md refers to, on the same port.
+  $VALGRIND "$TOOLS" bare 127.0.0.1:14460 >"$WORK/server.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 1500); do
+    curl -sf -o /dev/null -d '{}' http://127.0.0.1:14460/v2alpha1/admin/apiKeys:verify && break
+    sleep 0.2
+  done
+else
 env -i PATH="$PATH" HOME="$HOME" TALOS_SECRETS_HMAC_CURRENT="$SECRET" \
   TALOS_DB_DSN="sqlite://$WORK/p.db" TALOS_SERVE_HTTP_HOST=127.0.0.1 TALOS_SERVE_HTTP_PORT=14460 \
   TALOS_SERVE_METRICS_HOST=127.0.0.1 TALOS_SERVE_METRICS_PORT=14462 \
   TALOS_CACHE_TYPE=memory TALOS_CACHE_ENABLED=true TALOS_CACHE_TTL=1h \
   TALOS_CREDENTIALS_ISSUER=bench-issuer TALOS_LOG_LEVEL="$LOG_LEVEL" \
-  $([ "$PROFILER" = callgrind ] && echo valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out") \
-  "$TALOS" serve >"$WORK/server.log" 2>&1 &
+  $VALGRIND "$TALOS" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 1500); do
   curl -sf -o /dev/null http://127.0.0.1:14462/health/ready && break
@@ -60,6 +72,7 @@ for _ in $(seq 1 1500); do
   sleep 0.2
 done
 "$TOOLS" warm http://127.0.0.1:14460 "$WORK/keys.txt" 100 "$KEYS" 4
+fi
 if [ "$PROFILER" = callgrind ]; then
   callgrind_control -z "$SERVER" >/dev/null 2>&1
   wrk -t1 -c4 -d"${SECS}s" --timeout 10s -s bench/load/talos.lua http://127.0.0.1:14460 -- "$SCRIPT_MODE" "$WORK/keys.txt" >"$OUT/wrk.txt" 2>&1

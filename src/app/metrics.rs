@@ -67,10 +67,41 @@ mod imp {
         /// The four HTTP series of a (method, code, route), found by the
         /// label strings' addresses: one lookup per request instead of four
         /// label hashes and family locks. Bounded: the labels are 'static
-        /// values from small fixed sets (see [`super::interned`]).
+        /// values from small fixed sets (method names, route templates).
         pub http_handles: std::sync::RwLock<
             std::collections::HashMap<HttpKey, std::sync::Arc<HttpHandles>, BuildPtrHasher>,
         >,
+        /// `verifications` and `cache` series by their labels' addresses,
+        /// as `http_handles`: every verification counts in both.
+        pub verify_handles: ByAddress<((usize, usize), bool)>,
+        pub cache_handles: ByAddress<(usize, usize)>,
+    }
+
+    /// Counters found by the addresses of their 'static label values.
+    pub type ByAddress<K> =
+        std::sync::RwLock<std::collections::HashMap<K, Counter, BuildPtrHasher>>;
+
+    /// Increments the counter under `key`, created by `create` (which
+    /// hashes the label values and locks the family) only the first time.
+    pub fn inc_by_address<K: std::hash::Hash + Eq>(
+        handles: &ByAddress<K>,
+        key: K,
+        create: impl FnOnce() -> Counter,
+    ) {
+        if let Some(c) = handles.read().ok().as_ref().and_then(|m| m.get(&key)) {
+            c.inc();
+            return;
+        }
+        let c = create();
+        c.inc();
+        if let Ok(mut m) = handles.write() {
+            m.entry(key).or_insert(c);
+        }
+    }
+
+    /// A label value's identity: its address and length.
+    pub fn address(s: &'static str) -> (usize, usize) {
+        (s.as_ptr() as usize, s.len())
     }
 
     /// (method address, length), code, (route address, length).
@@ -127,6 +158,8 @@ mod imp {
                 batch_import: Family::default(),
                 rate_limit: Family::default(),
                 http_handles: Default::default(),
+                verify_handles: Default::default(),
+                cache_handles: Default::default(),
                 registry: Registry::default(),
             };
             registry.register(
@@ -229,15 +262,22 @@ impl Metrics {
         Self::inc(&self.tokens_derived, algorithm);
     }
     pub fn verification(&self, credential_type: &'static str, ok: bool) {
-        self.verifications
-            .get_or_create(&imp::VerifyLabels {
-                credential_type,
-                result: if ok { "success" } else { "failure" },
-            })
-            .inc();
+        let key = (imp::address(credential_type), ok);
+        imp::inc_by_address(&self.verify_handles, key, || {
+            self.verifications
+                .get_or_create(&imp::VerifyLabels {
+                    credential_type,
+                    result: if ok { "success" } else { "failure" },
+                })
+                .clone()
+        });
     }
     pub fn cache_result(&self, result: &'static str) {
-        Self::inc(&self.cache, result);
+        imp::inc_by_address(&self.cache_handles, imp::address(result), || {
+            self.cache
+                .get_or_create(&imp::One { label: result })
+                .clone()
+        });
     }
     pub fn batch_import(&self, outcome: &'static str, n: u64) {
         self.batch_import
@@ -248,7 +288,7 @@ impl Metrics {
         Self::inc(&self.rate_limit, decision);
     }
     /// `method` and `endpoint` are label values: a fixed method name and a
-    /// route template (see [`label_of`]), never a raw path.
+    /// route template, never a raw path.
     pub fn http(
         &self,
         method: &'static str,
@@ -270,8 +310,7 @@ impl Metrics {
         code: u16,
         endpoint: &'static str,
     ) -> std::sync::Arc<imp::HttpHandles> {
-        let at = |s: &str| (s.as_ptr() as usize, s.len());
-        let key = (at(method), code, at(endpoint));
+        let key = (imp::address(method), code, imp::address(endpoint));
         if let Some(h) = self
             .http_handles
             .read()
@@ -324,29 +363,6 @@ impl Metrics {
     pub fn render(&self) -> Option<String> {
         None
     }
-}
-
-/// A `'static` copy of a label value drawn from a small fixed set (route
-/// templates): each distinct value is leaked once, so callers must never
-/// pass unbounded input such as raw paths.
-pub fn interned(value: &str) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::{OnceLock, RwLock};
-    static SET: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
-    let set = SET.get_or_init(Default::default);
-    if let Some(v) = set.read().ok().and_then(|s| s.get(value).copied()) {
-        return v;
-    }
-    let mut w = match set.write() {
-        Ok(w) => w,
-        Err(p) => p.into_inner(),
-    };
-    if let Some(v) = w.get(value) {
-        return v;
-    }
-    let v: &'static str = Box::leak(value.to_string().into_boxed_str());
-    w.insert(v);
-    v
 }
 
 #[cfg(all(test, feature = "metrics"))]

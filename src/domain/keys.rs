@@ -119,8 +119,8 @@ pub fn parse_v1(credential: &str) -> Option<ParsedV1<'_>> {
     let (rest, checksum) = credential.rsplit_once('_')?;
     let (rest, identifier) = rest.rsplit_once('_')?;
     let prefix = rest.strip_suffix("_v1")?;
+    // The identifier's alphabet is checked by decoding it, below.
     if !is_valid_prefix(prefix)
-        || !is_base58(identifier)
         || identifier.len() > MAX_IDENTIFIER_LEN
         || !is_base58(checksum)
         || !(MIN_CHECKSUM_LEN..=MAX_CHECKSUM_LEN).contains(&checksum.len())

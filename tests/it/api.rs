@@ -727,3 +727,123 @@ async fn cors_answers_configured_origins_only() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
     plain.stop().await;
 }
+
+/// Verify is served without the router when no router layer needs it
+/// (`http::Api`); with CORS on it goes through the router. Both must answer
+/// every kind of request identically: status, body and headers.
+#[tokio::test]
+async fn verify_answers_the_same_with_and_without_the_router() {
+    let direct = TestServer::start(Plane::All, &[]).await;
+    let dsn = format!("sqlite://{}", direct.dir.path().join("talos.db").display());
+    let routed = TestServer::start(
+        Plane::All,
+        &[
+            ("TALOS_DB_DSN", dsn.as_str()),
+            ("TALOS_SERVE_HTTP_CORS_ENABLED", "true"),
+            ("TALOS_SERVE_HTTP_CORS_ALLOWED_ORIGINS", "https://app.test"),
+        ],
+    )
+    .await;
+    let (_, plain) = direct.issue("plain", "u").await;
+    let (st, v) = direct
+        .post(
+            "/v2alpha1/admin/issuedApiKeys",
+            json!({"name": "limited", "actor_id": "u",
+                   "rate_limit_policy": {"quota": 100, "window": "60s"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let limited = v["secret"].as_str().unwrap().to_string();
+    let verify_body = |c: &str| json!({ "credential": c }).to_string();
+    let huge = format!("{{\"credential\":\"{}\"}}", "x".repeat(9 * 1024 * 1024));
+    let cases: Vec<(&str, reqwest::Method, Vec<(&str, &str)>, String)> = vec![
+        (
+            "first (miss)",
+            reqwest::Method::POST,
+            vec![],
+            verify_body(&plain),
+        ),
+        (
+            "second (hit)",
+            reqwest::Method::POST,
+            vec![],
+            verify_body(&plain),
+        ),
+        (
+            "no-cache",
+            reqwest::Method::POST,
+            vec![("cache-control", "no-cache")],
+            verify_body(&plain),
+        ),
+        (
+            "rate limited",
+            reqwest::Method::POST,
+            vec![],
+            verify_body(&limited),
+        ),
+        (
+            "invalid",
+            reqwest::Method::POST,
+            vec![],
+            verify_body("nope"),
+        ),
+        (
+            "not JSON",
+            reqwest::Method::POST,
+            vec![],
+            "{not json".into(),
+        ),
+        ("too large", reqwest::Method::POST, vec![], huge),
+        ("wrong method", reqwest::Method::GET, vec![], String::new()),
+        (
+            "request id",
+            reqwest::Method::POST,
+            vec![("x-request-id", "req-1")],
+            verify_body(&plain),
+        ),
+    ];
+    // Headers that differ by nature (date), or come from the CORS layer.
+    let comparable = |r: &reqwest::Response| -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(n, _)| {
+                let n = n.as_str();
+                n != "date" && n != "vary" && !n.starts_with("access-control-")
+            })
+            .map(|(n, v)| {
+                let v = match n.as_str() {
+                    // A generated id differs; its presence must not.
+                    "x-request-id" if v != "req-1" => "<generated>".to_string(),
+                    _ => v.to_str().unwrap().to_string(),
+                };
+                (n.to_string(), v)
+            })
+            .collect();
+        h.sort();
+        h
+    };
+    for (what, method, headers, body) in cases {
+        let mut answers = Vec::new();
+        for s in [&direct, &routed] {
+            let mut req = s
+                .client
+                .request(method.clone(), s.url("/v2alpha1/admin/apiKeys:verify"))
+                .header("content-type", "application/json")
+                .body(body.clone());
+            for (k, v) in &headers {
+                req = req.header(*k, *v);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let h = comparable(&r);
+            let text = r.text().await.unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+            answers.push((status, h, json));
+        }
+        assert_eq!(answers[0], answers[1], "{what}: direct vs routed");
+    }
+    routed.stop().await;
+    direct.stop().await;
+}

@@ -707,6 +707,27 @@ pub async fn verify(
     Ok(resp)
 }
 
+/// [`verify`] without the router: its extractors run in the order axum
+/// runs them, with the same rejections, and the handler itself is called.
+/// Used by [`super::Api`] for `POST` on the verify path, the hot path.
+pub async fn verify_direct(s: &Arc<HttpState>, req: axum::extract::Request) -> Response {
+    use axum::extract::{FromRequest, FromRequestParts};
+    let (mut parts, body) = req.into_parts();
+    let ctx = match Ctx::from_request_parts(&mut parts, s).await {
+        Ok(ctx) => ctx,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(directive) = CacheHeaders::from_request_parts(&mut parts, s).await;
+    let req = axum::extract::Request::from_parts(parts, body);
+    let body = match Bytes::from_request(req, s).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
+    verify(State(s.clone()), ctx, directive, body)
+        .await
+        .into_response()
+}
+
 /// Verify up to 100 credentials; results in request order.
 #[utoipa::path(post, path = "/v2alpha1/admin/apiKeys:batchVerify", operation_id = "adminBatchVerifyApiKeys",
     tag = "admin", request_body = BatchVerifyApiKeysRequest,

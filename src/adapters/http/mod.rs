@@ -15,8 +15,9 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
+use tower::Service;
 
 use crate::app::config::{ClientIpSource, CorsSettings};
 use crate::app::service::RequestCtx;
@@ -80,68 +81,111 @@ pub struct HttpState {
     pub opts: HttpOptions,
 }
 
-/// The API router for a plane (main listener, 4420).
-pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
-    let body_limit = opts.max_body_bytes;
-    let tracing = opts.tracing;
-    let cors = opts.cors.as_ref().map(cors_layer);
-    let state = Arc::new(HttpState { app, opts });
-    let mut api = Router::new();
+/// The verify route: the hot path, served without the router
+/// ([`Api`]).
+pub const VERIFY_PATH: &str = "/v2alpha1/admin/apiKeys:verify";
+
+/// The API service for a plane (main listener, 4420): the edge work
+/// ([`edge`]) around the axum router.
+///
+/// The edge sits outside the router as one plain service, not as a
+/// `Router::layer`: each axum layer wraps every route in another boxed,
+/// cloned-per-request service, and the edge is what every request goes
+/// through. Route templates are matched once more here (the same table the
+/// router is built from) for the metrics label; that match also picks the
+/// verify route, which is served by calling its handler with its
+/// extractors directly (see [`handlers::verify_direct`]).
+#[derive(Clone)]
+pub struct Api(Arc<ApiInner>);
+
+struct ApiInner {
+    router: Router,
+    state: Arc<HttpState>,
+    /// Route template of each path, for labels (`unmatched` when none).
+    templates: matchit::Router<&'static str>,
+    body_limit: DefaultBodyLimit,
+    /// Verify skips the router; off when a router layer (CORS,
+    /// OpenTelemetry spans) must see every request.
+    direct_verify: bool,
+}
+
+/// Every route of a plane, by template: the one table the router and the
+/// template matcher are both built from.
+fn routes(plane: Plane) -> Vec<(&'static str, MethodRouter<Arc<HttpState>>)> {
+    let mut routes = Vec::new();
     if plane.admin() {
-        api = api
-            .route(
+        routes.extend([
+            (
                 "/v2alpha1/admin/issuedApiKeys",
                 post(handlers::issue_api_key).get(handlers::list_issued),
-            )
-            .route(
+            ),
+            (
                 "/v2alpha1/admin/issuedApiKeys/{tail}",
                 get(handlers::issued_item_get)
                     .patch(handlers::issued_item_patch)
                     .post(handlers::issued_item_post),
-            )
-            .route(
+            ),
+            (
                 "/v2alpha1/admin/importedApiKeys",
                 post(handlers::import_api_key).get(handlers::list_imported),
-            )
-            .route(
+            ),
+            (
                 "/v2alpha1/admin/importedApiKeys:batchCreate",
                 post(handlers::batch_import),
-            )
-            .route(
+            ),
+            (
                 "/v2alpha1/admin/importedApiKeys/{tail}",
                 get(handlers::imported_item_get)
                     .patch(handlers::imported_item_patch)
                     .post(handlers::imported_item_post)
                     .merge(delete(handlers::delete_imported)),
-            )
-            .route("/v2alpha1/admin/apiKeys:verify", post(handlers::verify))
-            .route(
+            ),
+            (VERIFY_PATH, post(handlers::verify)),
+            (
                 "/v2alpha1/admin/apiKeys:batchVerify",
                 post(handlers::batch_verify),
-            )
-            .route(
+            ),
+            (
                 "/v2alpha1/admin/apiKeys:derive",
                 post(handlers::derive_token),
-            )
-            .route(
+            ),
+            (
                 "/v2alpha1/admin/apiKeys/{tail}",
                 post(handlers::api_keys_item_post),
-            );
+            ),
+        ]);
     }
     if plane.public() {
-        api = api.route("/v2alpha1/apiKeys:selfRevoke", post(handlers::self_revoke));
+        routes.push(("/v2alpha1/apiKeys:selfRevoke", post(handlers::self_revoke)));
     }
-    let router = Router::new()
-        .merge(api)
-        .route("/v2alpha1/derivedKeys/jwks.json", get(handlers::jwks))
-        .route("/health/alive", get(handlers::alive))
-        .route("/health/ready", get(handlers::ready))
-        .route("/openapi.json", get(openapi::serve_json))
-        .route("/docs", get(openapi::serve_docs))
+    routes.extend([
+        ("/v2alpha1/derivedKeys/jwks.json", get(handlers::jwks)),
+        ("/health/alive", get(handlers::alive)),
+        ("/health/ready", get(handlers::ready)),
+        ("/openapi.json", get(openapi::serve_json)),
+        ("/docs", get(openapi::serve_docs)),
+    ]);
+    routes
+}
+
+/// The API service for a plane (main listener, 4420).
+pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Api {
+    let body_limit = DefaultBodyLimit::max(opts.max_body_bytes);
+    let tracing = opts.tracing;
+    let cors = opts.cors.as_ref().map(cors_layer);
+    let direct_verify = cors.is_none() && !tracing;
+    let state = Arc::new(HttpState { app, opts });
+    let mut router = Router::new();
+    let mut templates = matchit::Router::new();
+    for (template, methods) in routes(plane) {
+        templates
+            .insert(template, template)
+            .expect("route templates are distinct");
+        router = router.route(template, methods);
+    }
+    let router = router
         .fallback(fallback_not_found)
-        .method_not_allowed_fallback(fallback_method)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), edge));
+        .method_not_allowed_fallback(fallback_method);
     let router = match cors {
         Some(layer) => router.layer(layer),
         None => router,
@@ -154,9 +198,38 @@ pub fn router(app: Arc<App>, plane: Plane, opts: HttpOptions) -> Router {
     } else {
         router
     };
-    #[cfg(not(feature = "otel"))]
-    let _ = tracing;
-    router.with_state(state)
+    Api(Arc::new(ApiInner {
+        router: router.with_state(state.clone()),
+        state,
+        templates,
+        body_limit,
+        direct_verify,
+    }))
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for Api
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let api = self.0.clone();
+        let req = req.map(|b| {
+            axum::body::Body::new(read_timeout::ReadTimeoutBody::new(b, BODY_READ_TIMEOUT))
+        });
+        Box::pin(async move { Ok(edge(&api, req).await) })
+    }
 }
 
 /// How long a client may take to send a request body once its headers
@@ -373,12 +446,14 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// 1. keeps an incoming X-Request-ID of ≤ 128 bytes, otherwise makes one,
 ///    and echoes it on the response;
 /// 2. refuses cross-origin writes ([`cross_origin_refused`]);
-/// 3. bounds how long the body may take to arrive ([`BODY_READ_TIMEOUT`]);
+/// 3. bounds how long the body may take to arrive ([`BODY_READ_TIMEOUT`],
+///    wrapped in [`Api::call`]) and how large it may be;
 /// 4. turns axum's plain-text 413 into the error envelope;
 /// 5. records the HTTP metrics and one structured access-log line (never
 ///    bodies or query strings);
 /// 6. adds the security headers.
-async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> Response {
+async fn edge(api: &ApiInner, mut req: Request) -> Response {
+    let s = &api.state;
     let start = Instant::now();
     let id = req
         .headers()
@@ -389,11 +464,10 @@ async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> 
     req.headers_mut().insert(REQUEST_ID, id.clone());
     let method = method_label(req.method());
     let uri = req.uri().clone();
-    let endpoint = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| crate::app::metrics::interned(m.as_str()))
-        .unwrap_or("unmatched");
+    let endpoint = api
+        .templates
+        .at(req.uri().path())
+        .map_or("unmatched", |m| *m.value);
     let req_bytes = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -410,10 +484,18 @@ async fn edge(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> 
         )
         .into_response()
     } else {
-        let req = req.map(|b| {
-            axum::body::Body::new(read_timeout::ReadTimeoutBody::new(b, BODY_READ_TIMEOUT))
-        });
-        let resp = next.run(req).await;
+        api.body_limit.apply(&mut req);
+        let resp = if api.direct_verify
+            && endpoint == VERIFY_PATH
+            && req.method() == axum::http::Method::POST
+        {
+            handlers::verify_direct(s, req).await
+        } else {
+            match api.router.clone().call(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        };
         if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
             && resp
                 .headers()

@@ -27,14 +27,16 @@ impl std::fmt::Display for BodyReadTimeout {
 
 impl std::error::Error for BodyReadTimeout {}
 
-pub struct ReadTimeoutBody {
-    inner: Body,
+/// Wraps the connection's body directly (hyper's `Incoming`), so a request
+/// body is boxed once, into axum's `Body`, not twice.
+pub struct ReadTimeoutBody<B = Body> {
+    inner: B,
     timeout: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl ReadTimeoutBody {
-    pub fn new(inner: Body, timeout: Duration) -> Self {
+impl<B> ReadTimeoutBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
         ReadTimeoutBody {
             inner,
             timeout,
@@ -43,7 +45,11 @@ impl ReadTimeoutBody {
     }
 }
 
-impl http_body::Body for ReadTimeoutBody {
+impl<B> http_body::Body for ReadTimeoutBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = Bytes;
     type Error = axum::BoxError;
 

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,11 +18,23 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Budget for in-flight requests to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-pub async fn serve(
+/// Serves `service` (an axum `Router`, or the API's [`super::Api`]) on
+/// `listener` until `shutdown` completes.
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -39,10 +50,10 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let router = router.clone();
+                let service = service.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                    router.clone().oneshot(req)
+                    service.clone().oneshot(req)
                 });
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
