@@ -16,8 +16,10 @@ const BASE5: u64 = 656_356_768;
 pub const MAX_BYTES: usize = LIMBS * 4;
 const LIMBS: usize = 20;
 
-const fn decode_table() -> [u8; 128] {
-    let mut t = [0xffu8; 128];
+/// Digit value of each byte; `0xff` for bytes outside the alphabet (every
+/// byte has an entry, so decoding indexes without a bounds check).
+const fn decode_table() -> [u8; 256] {
+    let mut t = [0xffu8; 256];
     let mut i = 0;
     while i < 58 {
         t[ALPHABET[i] as usize] = i as u8;
@@ -25,7 +27,7 @@ const fn decode_table() -> [u8; 128] {
     }
     t
 }
-const DECODE: [u8; 128] = decode_table();
+const DECODE: [u8; 256] = decode_table();
 
 /// Encodes `input` (at most [`MAX_BYTES`]) into `out`; returns the text.
 /// `None` if the input is too long or `out` too short (needs at most
@@ -93,13 +95,17 @@ pub fn decode_into<'o>(s: &str, out: &'o mut [u8]) -> Option<&'o [u8]> {
     for chunk in s[zeros..].chunks(10) {
         let mut mult = 1u64;
         let mut carry = 0u64;
+        // Digits are < 58, so a byte outside the alphabet (0xff) is the
+        // only way to set the high bit: one test per chunk, not per byte.
+        let mut seen = 0u8;
         for &c in chunk {
-            let v = *DECODE.get(c as usize)?;
-            if v == 0xff {
-                return None;
-            }
+            let v = DECODE[c as usize];
+            seen |= v;
             mult *= 58;
-            carry = carry * 58 + v as u64;
+            carry = carry.wrapping_mul(58).wrapping_add(v as u64);
+        }
+        if seen & 0x80 != 0 {
+            return None;
         }
         for limb in &mut limbs[..n] {
             let t = u128::from(*limb) * u128::from(mult) + u128::from(carry);

@@ -756,7 +756,9 @@ async fn verify_answers_the_same_with_and_without_the_router() {
     let limited = v["secret"].as_str().unwrap().to_string();
     let verify_body = |c: &str| json!({ "credential": c }).to_string();
     let huge = format!("{{\"credential\":\"{}\"}}", "x".repeat(9 * 1024 * 1024));
-    let cases: Vec<(&str, reqwest::Method, Vec<(&str, &str)>, String)> = vec![
+    // (what, method, extra request headers, body)
+    type Case<'a> = (&'a str, reqwest::Method, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
         (
             "first (miss)",
             reqwest::Method::POST,
@@ -843,6 +845,23 @@ async fn verify_answers_the_same_with_and_without_the_router() {
             answers.push((status, h, json));
         }
         assert_eq!(answers[0], answers[1], "{what}: direct vs routed");
+        let headers = &answers[0].1;
+        for (name, value) in [
+            ("x-frame-options", "DENY"),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+        ] {
+            assert!(
+                headers.contains(&(name.to_string(), value.to_string())),
+                "{what}: {name} missing in {headers:?}"
+            );
+        }
+        if answers[0].0 == 200 {
+            assert!(
+                headers.contains(&("cache-control".to_string(), "no-store".to_string())),
+                "{what}: {headers:?}"
+            );
+        }
     }
     routed.stop().await;
     direct.stop().await;
