@@ -440,8 +440,8 @@ fn client_ip(
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Everything every request goes through, in one layer (each separate
-/// `from_fn` layer costs a boxed future and a service clone per request):
+/// Everything every request goes through, in one function called by
+/// [`Api`] around the router (see there for why not a router layer):
 ///
 /// 1. keeps an incoming X-Request-ID of ≤ 128 bytes, otherwise makes one,
 ///    and echoes it on the response;
