@@ -758,48 +758,22 @@ async fn verify_answers_the_same_with_and_without_the_router() {
     let huge = format!("{{\"credential\":\"{}\"}}", "x".repeat(9 * 1024 * 1024));
     // (what, method, extra request headers, body)
     type Case<'a> = (&'a str, reqwest::Method, Vec<(&'a str, &'a str)>, String);
+    let post = |what, headers, body| -> Case { (what, reqwest::Method::POST, headers, body) };
     let cases: Vec<Case> = vec![
-        (
-            "first (miss)",
-            reqwest::Method::POST,
-            vec![],
-            verify_body(&plain),
-        ),
-        (
-            "second (hit)",
-            reqwest::Method::POST,
-            vec![],
-            verify_body(&plain),
-        ),
-        (
+        post("first (miss)", vec![], verify_body(&plain)),
+        post("second (hit)", vec![], verify_body(&plain)),
+        post(
             "no-cache",
-            reqwest::Method::POST,
             vec![("cache-control", "no-cache")],
             verify_body(&plain),
         ),
-        (
-            "rate limited",
-            reqwest::Method::POST,
-            vec![],
-            verify_body(&limited),
-        ),
-        (
-            "invalid",
-            reqwest::Method::POST,
-            vec![],
-            verify_body("nope"),
-        ),
-        (
-            "not JSON",
-            reqwest::Method::POST,
-            vec![],
-            "{not json".into(),
-        ),
-        ("too large", reqwest::Method::POST, vec![], huge),
+        post("rate limited", vec![], verify_body(&limited)),
+        post("invalid", vec![], verify_body("nope")),
+        post("not JSON", vec![], "{not json".into()),
+        post("too large", vec![], huge),
         ("wrong method", reqwest::Method::GET, vec![], String::new()),
-        (
+        post(
             "request id",
-            reqwest::Method::POST,
             vec![("x-request-id", "req-1")],
             verify_body(&plain),
         ),
