@@ -4,6 +4,7 @@
 #   bench/load/profile.sh [seconds]      # default 10 (BENCH_PERF_CALLGRAPH=dwarf for whole stacks)
 #   BENCH_PROFILER=callgrind bench/load/profile.sh [seconds]   # default 40
 #   BENCH_PROFILE_SERVER=bare ...        # the bare axum route instead of talos
+#   BENCH_PROFILE_SERVER=proxy ...       # `talos proxy` (cache hits) in front of talos
 #
 # The callgrind mode runs the server under valgrind and prints the server's
 # instructions per request (all its threads, user space, after the warm-up):
@@ -59,19 +60,43 @@ if [ "$TARGET" = bare ]; then
     sleep 0.2
   done
 else
+# With BENCH_PROFILE_SERVER=proxy, talos listens on 14470 (not profiled) and
+# the proxy, profiled, on 14460.
+PORT=14460 PORT_OPS=14462 TALOS_VALGRIND=$VALGRIND
+[ "$TARGET" = proxy ] && PORT=14470 PORT_OPS=14472 TALOS_VALGRIND=
 env -i PATH="$PATH" HOME="$HOME" TALOS_SECRETS_HMAC_CURRENT="$SECRET" \
-  TALOS_DB_DSN="sqlite://$WORK/p.db" TALOS_SERVE_HTTP_HOST=127.0.0.1 TALOS_SERVE_HTTP_PORT=14460 \
-  TALOS_SERVE_METRICS_HOST=127.0.0.1 TALOS_SERVE_METRICS_PORT=14462 \
+  TALOS_DB_DSN="sqlite://$WORK/p.db" TALOS_SERVE_HTTP_HOST=127.0.0.1 TALOS_SERVE_HTTP_PORT=$PORT \
+  TALOS_SERVE_METRICS_HOST=127.0.0.1 TALOS_SERVE_METRICS_PORT=$PORT_OPS \
   TALOS_CACHE_TYPE=memory TALOS_CACHE_ENABLED=true TALOS_CACHE_TTL=1h \
   TALOS_CREDENTIALS_ISSUER=bench-issuer TALOS_LOG_LEVEL="$LOG_LEVEL" \
-  $VALGRIND "$TALOS" serve >"$WORK/server.log" 2>&1 &
+  $TALOS_VALGRIND "$TALOS" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 1500); do
-  curl -sf -o /dev/null http://127.0.0.1:14462/health/ready && break
+  curl -sf -o /dev/null "http://127.0.0.1:$PORT_OPS/health/ready" && break
   kill -0 "$SERVER" 2>/dev/null || { echo "talos exited:" >&2; tail -n 5 "$WORK/server.log" >&2; SERVER=; exit 1; }
   sleep 0.2
 done
-"$TOOLS" warm http://127.0.0.1:14460 "$WORK/keys.txt" 100 "$KEYS" 4
+if [ "$TARGET" = proxy ]; then
+  UPSTREAM=$SERVER
+  cleanup() {
+    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+    kill "$UPSTREAM" 2>/dev/null && wait "$UPSTREAM" 2>/dev/null
+    rm -rf "$WORK"
+  }
+  TALOS_LOG_LEVEL="$LOG_LEVEL" $VALGRIND "$TALOS" proxy --upstream http://127.0.0.1:14470 \
+    --listen 127.0.0.1:14460 --metrics-listen 127.0.0.1:14462 --cache-ttl 1h \
+    --cache-max-size 1073741824 >"$WORK/proxy.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 1500); do
+    curl -sf -o /dev/null http://127.0.0.1:14462/health/alive && break
+    kill -0 "$SERVER" 2>/dev/null || { echo "proxy exited:" >&2; tail -n 5 "$WORK/proxy.log" >&2; SERVER=; exit 1; }
+    sleep 0.2
+  done
+fi
+# The proxy caches single verify answers only, so it is warmed one by one.
+WARM_K=100
+[ "$TARGET" = proxy ] && WARM_K=1
+"$TOOLS" warm http://127.0.0.1:14460 "$WORK/keys.txt" "$WARM_K" "$KEYS" 4
 fi
 if [ "$PROFILER" = callgrind ]; then
   callgrind_control -z "$SERVER" >/dev/null 2>&1

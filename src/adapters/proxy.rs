@@ -15,9 +15,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::borrow::Cow;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -30,7 +32,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::http::handlers::cache_directive;
+use crate::adapters::http::add_security_headers;
+use crate::adapters::http::handlers::{cache_directive, ORY_TALOS_CACHE};
+use crate::adapters::http::read_timeout::{BodyReadTimeout, ReadTimeoutBody, BODY_READ_TIMEOUT};
 use crate::app::service::CacheDirective;
 use crate::app::{AppError, ErrorKind};
 use crate::domain::tenancy::normalize_host;
@@ -84,7 +88,11 @@ struct ProxyMetrics {
     misses: Counter,
     upstream: Family<StatusLabel, Counter>,
     upstream_latency: Histogram,
-    duration: Family<CachedLabel, Histogram, fn() -> Histogram>,
+    /// `talos_proxy_request_duration_seconds{cached="true"|"false"}`: the
+    /// two series, taken from their family once (a histogram's clone shares
+    /// its counts), so a request does not look its label up.
+    duration_hit: Histogram,
+    duration_miss: Histogram,
 }
 
 fn latency_hist() -> Histogram {
@@ -94,13 +102,23 @@ fn latency_hist() -> Histogram {
 impl ProxyMetrics {
     fn new() -> Self {
         let mut registry = Registry::default();
+        let duration =
+            Family::<CachedLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_hist);
+        let series = |cached: &str| {
+            duration
+                .get_or_create(&CachedLabel {
+                    cached: cached.into(),
+                })
+                .clone()
+        };
         let m = ProxyMetrics {
             registry: Registry::default(),
             hits: Counter::default(),
             misses: Counter::default(),
             upstream: Family::default(),
             upstream_latency: latency_hist(),
-            duration: Family::new_with_constructor(latency_hist),
+            duration_hit: series("true"),
+            duration_miss: series("false"),
         };
         registry.register(
             "talos_proxy_cache_hits",
@@ -125,7 +143,7 @@ impl ProxyMetrics {
         registry.register(
             "talos_proxy_request_duration_seconds",
             "Proxy request duration, by whether it was served from cache",
-            m.duration.clone(),
+            duration,
         );
         ProxyMetrics { registry, ..m }
     }
@@ -173,9 +191,40 @@ impl Proxy {
     }
 }
 
-/// The public listener: everything goes through [`handle`].
-pub fn router(proxy: Arc<Proxy>) -> Router {
-    Router::new().fallback(handle).with_state(proxy)
+/// The public listener: every request goes to [`handle`], with no router in
+/// between (there is nothing to route: verify is recognized by method and
+/// path, everything else is forwarded as it is).
+pub fn service(proxy: Arc<Proxy>) -> ProxyService {
+    ProxyService(proxy)
+}
+
+/// The proxy as a plain tower service, for `server::serve`.
+#[derive(Clone)]
+pub struct ProxyService(Arc<Proxy>);
+
+impl<B> tower::Service<Request<B>> for ProxyService
+where
+    B: axum::body::HttpBody<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let p = self.0.clone();
+        // A client that stalls mid-body cannot hold the connection: the same
+        // read timeout as the server's.
+        let req = req.map(|b| Body::new(ReadTimeoutBody::new(b, BODY_READ_TIMEOUT)));
+        Box::pin(async move { Ok(handle(&p, req).await) })
+    }
 }
 
 /// The internal listener: health and metrics only.
@@ -260,7 +309,15 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+/// The part of a verify request the cache key needs; the rest of the body
+/// is the upstream's business. Borrowed: no copy unless it has escapes.
+#[derive(serde::Deserialize)]
+struct VerifyCredential<'a> {
+    #[serde(borrow)]
+    credential: Cow<'a, str>,
+}
+
+async fn handle(p: &Proxy, req: Request) -> Response {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
     let host = request_host(&parts.headers, p.opts.trust_x_forwarded_host);
@@ -269,6 +326,10 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
+        Err(e) if stalled(&e) => {
+            return AppError::bad_request("invalid request body: request body read timed out")
+                .into_response()
+        }
         Err(_) => {
             return AppError::new(ErrorKind::PayloadTooLarge, "request body is too large")
                 .into_response()
@@ -277,20 +338,15 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let is_verify = parts.method == axum::http::Method::POST && parts.uri.path() == VERIFY_PATH;
     let directive = cache_directive(&parts.headers);
     let key = if is_verify {
-        serde_json::from_slice::<serde_json::Value>(&body)
+        serde_json::from_slice::<VerifyCredential>(&body)
             .ok()
-            .and_then(|v| {
-                v.get("credential")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string)
-            })
-            .map(|cred| {
+            .map(|v| {
                 let client = parts
                     .headers
                     .get("x-forwarded-for")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                cache_key(&host, client, &cred)
+                cache_key(&host, client, &v.credential)
             })
     } else {
         None
@@ -299,17 +355,9 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         if let Some(hit) = p.cache.get(k).await {
             p.metrics.hits.inc();
             p.metrics
-                .duration
-                .get_or_create(&CachedLabel {
-                    cached: "true".into(),
-                })
+                .duration_hit
                 .observe(start.elapsed().as_secs_f64());
-            let mut resp = (StatusCode::OK, hit.body).into_response();
-            resp.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
-            resp.headers_mut()
-                .insert("ory-talos-cache", HeaderValue::from_static("HIT"));
-            return resp;
+            return hit_response(hit.body);
         }
     }
     if key.is_some() {
@@ -389,17 +437,48 @@ async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         }
     }
     if is_verify {
-        resp.headers_mut().insert(
-            HeaderName::from_static("ory-talos-cache"),
-            HeaderValue::from_static("MISS"),
-        );
+        resp.headers_mut()
+            .insert(ORY_TALOS_CACHE, HeaderValue::from_static("MISS"));
     }
     p.metrics
-        .duration
-        .get_or_create(&CachedLabel {
-            cached: "false".into(),
-        })
+        .duration_miss
         .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Whether reading the body failed because the client stopped sending it.
+fn stalled(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<BodyReadTimeout>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A cached verify answer: its body, with the headers the upstream's verify
+/// answers carry (JSON, `Cache-Control: no-store`, the security headers),
+/// copied from a map built once, and `Ory-Talos-Cache: HIT`.
+fn hit_response(body: Bytes) -> Response {
+    static HEADERS: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+    let headers = HEADERS.get_or_init(|| {
+        let mut h = HeaderMap::with_capacity(8);
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        add_security_headers(&mut h);
+        h.insert(ORY_TALOS_CACHE, HeaderValue::from_static("HIT"));
+        h
+    });
+    let mut resp = Response::new(Body::from(body));
+    *resp.headers_mut() = headers.clone();
     resp
 }
 

@@ -444,7 +444,7 @@ async fn proxy(args: ProxyArgs) -> Result<(), String> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let a = crate::adapters::http::server::serve(main, proxy::router(p.clone()), wait(rx.clone()));
+    let a = crate::adapters::http::server::serve(main, proxy::service(p.clone()), wait(rx.clone()));
     let b = crate::adapters::http::server::serve(ops, proxy::ops_router(p), wait(rx));
     let (ra, rb) = tokio::join!(a, b);
     ra.and(rb).map_err(|e| e.to_string())

@@ -50,7 +50,7 @@ async fn start_proxy(upstream: &str, allowed_hosts: Vec<String>) -> (RunningProx
     };
     tokio::spawn(talos::adapters::http::server::serve(
         main,
-        proxy::router(p.clone()),
+        proxy::service(p.clone()),
         w1,
     ));
     tokio::spawn(talos::adapters::http::server::serve(
@@ -225,4 +225,110 @@ async fn proxy_host_allow_list() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A cached answer looks like the upstream answer it came from: same body,
+/// same headers (JSON, `Cache-Control: no-store`, the security headers),
+/// except the cache status and the per-response ones.
+#[tokio::test]
+async fn proxy_hits_carry_the_upstream_answers_headers() {
+    let up = TestServer::start(Plane::All, &[]).await;
+    let (p, _) = start_proxy(&up.base, vec![]).await;
+    let c = reqwest::Client::new();
+    let (_, v) = up
+        .post(
+            "/v2alpha1/admin/issuedApiKeys",
+            json!({"name": "h", "actor_id": "u"}),
+        )
+        .await;
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let send = || {
+        c.post(format!("{}/v2alpha1/admin/apiKeys:verify", p.base))
+            .json(&json!({ "credential": secret }))
+            .send()
+    };
+    let comparable = |r: &reqwest::Response| {
+        let mut h: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(n, _)| {
+                !matches!(
+                    n.as_str(),
+                    "ory-talos-cache" | "date" | "content-length" | "x-request-id"
+                )
+            })
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        h.sort();
+        h
+    };
+    let miss = send().await.unwrap();
+    assert_eq!(miss.headers()["ory-talos-cache"], "MISS");
+    let miss_headers = comparable(&miss);
+    let miss_body = miss.text().await.unwrap();
+    let hit = send().await.unwrap();
+    assert_eq!(hit.headers()["ory-talos-cache"], "HIT");
+    let hit_headers = comparable(&hit);
+    assert_eq!(hit.text().await.unwrap(), miss_body);
+    assert_eq!(hit_headers, miss_headers);
+    for (name, value) in [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert!(
+            hit_headers.contains(&(name.to_string(), value.to_string())),
+            "{name}: {hit_headers:?}"
+        );
+    }
+
+    // Credentials with escapes in their JSON are keyed by their value: the
+    // same key spelled with an escape is the same entry.
+    let escaped = format!(
+        r#"{{"credential":"{}\u005f{}"}}"#,
+        &secret[..secret.find('_').unwrap()],
+        &secret[secret.find('_').unwrap() + 1..]
+    );
+    let r = c
+        .post(format!("{}/v2alpha1/admin/apiKeys:verify", p.base))
+        .header("content-type", "application/json")
+        .body(escaped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["ory-talos-cache"], "HIT");
+}
+
+/// A client that sends headers and then stalls mid-body gets an answer in
+/// the error envelope once the body read timeout passes, not a held
+/// connection.
+#[tokio::test]
+async fn proxy_answers_a_stalled_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestServer::start(Plane::All, &[]).await;
+    let (p, _) = start_proxy(&up.base, vec![]).await;
+    let addr = p.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /v2alpha1/admin/apiKeys:verify HTTP/1.1\r\nhost: localhost\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"credential\":",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            if n == 0 || buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the proxy answers a stalled body within its read timeout");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("request body read timed out"), "{text}");
 }

@@ -599,7 +599,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CacheHeaders {
     }
 }
 
-const ORY_TALOS_CACHE: axum::http::HeaderName =
+pub(crate) const ORY_TALOS_CACHE: axum::http::HeaderName =
     axum::http::HeaderName::from_static("ory-talos-cache");
 
 /// Reads `Cache-Control` / `Pragma` (spec §2.5).

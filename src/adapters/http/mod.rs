@@ -3,7 +3,7 @@
 pub mod error;
 pub mod handlers;
 pub mod openapi;
-mod read_timeout;
+pub(crate) mod read_timeout;
 pub mod server;
 pub mod wire;
 
@@ -226,16 +226,14 @@ where
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         let api = self.0.clone();
         let req = req.map(|b| {
-            axum::body::Body::new(read_timeout::ReadTimeoutBody::new(b, BODY_READ_TIMEOUT))
+            axum::body::Body::new(read_timeout::ReadTimeoutBody::new(
+                b,
+                read_timeout::BODY_READ_TIMEOUT,
+            ))
         });
         Box::pin(async move { Ok(edge(&api, req).await) })
     }
 }
-
-/// How long a client may take to send a request body once its headers
-/// arrived (the header read timeout is in `server.rs`): a stalled upload
-/// cannot hold a connection, or a graceful shutdown, open.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether to refuse a state-changing request a browser sends from another
 /// origin: allowed only when `serve.http.cors` allows that origin. Request
@@ -446,7 +444,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// 1. keeps an incoming X-Request-ID of ≤ 128 bytes, otherwise makes one,
 ///    and echoes it on the response;
 /// 2. refuses cross-origin writes ([`cross_origin_refused`]);
-/// 3. bounds how long the body may take to arrive ([`BODY_READ_TIMEOUT`],
+/// 3. bounds how long the body may take to arrive ([`read_timeout::BODY_READ_TIMEOUT`],
 ///    wrapped in [`Api::call`]) and how large it may be;
 /// 4. turns axum's plain-text 413 into the error envelope;
 /// 5. records the HTTP metrics and one structured access-log line (never

@@ -15,6 +15,12 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use http_body::{Frame, SizeHint};
 
+/// How long a client may take to send a request body once its headers
+/// arrived (the header read timeout is in `server.rs`): a stalled upload
+/// cannot hold a connection, or a graceful shutdown, open. The edge proxy
+/// uses the same bound.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The error a stalled body ends with.
 #[derive(Debug)]
 pub struct BodyReadTimeout;
