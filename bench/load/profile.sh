@@ -38,7 +38,7 @@ OUT=${BENCH_OUT:-$ROOT/bench/load/results/profile-$(date -u +%Y%m%dT%H%M%SZ)}
 WORK=$(mktemp -d /var/tmp/talos-prof.XXXXXX)
 SECRET=bench-hmac-secret-0123456789abcdef-0123456789
 mkdir -p "$OUT"
-TALOS=$CARGO_TARGET_DIR/release/talos
+TALOS=${BENCH_TALOS_BIN:-$CARGO_TARGET_DIR/release/talos}
 TOOLS=$(cargo bench --bench load_tools --no-run --message-format=json 2>/dev/null |
   jq -r 'select(.reason == "compiler-artifact" and .target.name == "load_tools" and .executable != null) | .executable' | tail -n 1)
 SERVER=
