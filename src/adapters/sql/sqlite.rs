@@ -172,7 +172,12 @@ pub async fn open(cfg: &PoolConfig) -> Result<SqliteKeyStore, OpenError> {
         let pool = reads(pool).await?;
         return SqliteKeyStore::ready(pool.clone(), pool, WriteGate::default(), cfg).await;
     }
-    let writes = connect(sized(pool.clone(), 1), opts.clone()).await?;
+    // A statement that writes many rows inside a transaction (batch
+    // import's multi-row INSERT) keeps a statement journal: by default a
+    // temporary file, written page by page next to the WAL. In memory it is
+    // a few MiB at most (one statement's original pages).
+    let write_opts = opts.clone().pragma("temp_store", "memory");
+    let writes = connect(sized(pool.clone(), 1), write_opts).await?;
     let writers = WriteGate::default();
     tokio::spawn(checkpoint_in_background(
         opts,
