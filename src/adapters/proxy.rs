@@ -32,8 +32,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::http::add_security_headers;
-use crate::adapters::http::handlers::{cache_directive, ORY_TALOS_CACHE};
+use crate::adapters::http::handlers::{cache_directive, verify_headers, ORY_TALOS_CACHE};
 use crate::adapters::http::read_timeout::{BodyReadTimeout, ReadTimeoutBody, BODY_READ_TIMEOUT};
 use crate::app::service::CacheDirective;
 use crate::app::{AppError, ErrorKind};
@@ -464,16 +463,7 @@ fn stalled(e: &axum::Error) -> bool {
 fn hit_response(body: Bytes) -> Response {
     static HEADERS: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
     let headers = HEADERS.get_or_init(|| {
-        let mut h = HeaderMap::with_capacity(8);
-        h.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(
-            axum::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        add_security_headers(&mut h);
+        let mut h = verify_headers().clone();
         h.insert(ORY_TALOS_CACHE, HeaderValue::from_static("HIT"));
         h
     });

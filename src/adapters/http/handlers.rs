@@ -629,13 +629,12 @@ pub fn cache_directive(headers: &HeaderMap) -> CacheDirective {
     d
 }
 
-/// A verify answer: a 200 with its JSON body already written, and the
-/// headers every verify answer carries (JSON, `Cache-Control: no-store`,
-/// the security headers) copied from a map built once. A copy costs less
-/// than inserting them one by one on every request.
-fn verify_response(body: Vec<u8>) -> Response {
+/// The headers every verify answer carries (JSON, `Cache-Control:
+/// no-store`, the security headers), built once. The edge proxy's cached
+/// answers start from the same map.
+pub(crate) fn verify_headers() -> &'static HeaderMap {
     static HEADERS: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
-    let headers = HEADERS.get_or_init(|| {
+    HEADERS.get_or_init(|| {
         // Room for the per-answer headers too (cache status, rate limits,
         // request id), so the copy does not grow again.
         let mut h = HeaderMap::with_capacity(16);
@@ -649,9 +648,15 @@ fn verify_response(body: Vec<u8>) -> Response {
         );
         super::add_security_headers(&mut h);
         h
-    });
+    })
+}
+
+/// A verify answer: a 200 with its JSON body already written, and the
+/// [`verify_headers`] copied from their map. A copy costs less than
+/// inserting them one by one on every request.
+fn verify_response(body: Vec<u8>) -> Response {
     let mut resp = Response::new(axum::body::Body::from(body));
-    *resp.headers_mut() = headers.clone();
+    *resp.headers_mut() = verify_headers().clone();
     resp
 }
 
