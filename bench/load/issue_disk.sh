@@ -19,6 +19,7 @@
 # Needs the release binary and load_tools (bench/load/run.sh builds both) and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/load/lib.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/talos-target}
 TALOS=$CARGO_TARGET_DIR/release/talos
 [ -x "$TALOS" ] || { echo "build first: cargo build --release --bin talos" >&2; exit 1; }
@@ -35,9 +36,7 @@ BASE=""
 if [ "$BASE_KEYS" -gt 0 ]; then
   BASE=/var/tmp/talos-disk-base-$BASE_KEYS.db
   if [ ! -s "$BASE" ]; then
-    TOOLS=$(cargo bench --bench load_tools --no-run --message-format=json 2>/dev/null |
-      jq -r 'select(.reason == "compiler-artifact" and .target.name == "load_tools" and .executable != null) | .executable' | tail -n 1)
-    [ -x "$TOOLS" ] || { echo "load_tools was not built" >&2; exit 1; }
+    TOOLS=$(load_tools_bin)
     rm -f "$BASE" "$BASE-wal" "$BASE-shm"
     "$TOOLS" seed "sqlite://$BASE" "$BASE_KEYS" "$BASE.keys" 1 >&2
     # One file to copy: fold the WAL in.

@@ -20,6 +20,7 @@
 # Needs the binaries built by bench/load/run.sh and `perf` (linux-perf).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/load/lib.sh
 ROOT=$PWD
 SECS=${1:-10}
 KEYS=${BENCH_KEYS:-20000}
@@ -39,8 +40,7 @@ WORK=$(mktemp -d /var/tmp/talos-prof.XXXXXX)
 SECRET=bench-hmac-secret-0123456789abcdef-0123456789
 mkdir -p "$OUT"
 TALOS=${BENCH_TALOS_BIN:-$CARGO_TARGET_DIR/release/talos}
-TOOLS=$(cargo bench --bench load_tools --no-run --message-format=json 2>/dev/null |
-  jq -r 'select(.reason == "compiler-artifact" and .target.name == "load_tools" and .executable != null) | .executable' | tail -n 1)
+TOOLS=$(load_tools_bin)
 SERVER=
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null

@@ -27,6 +27,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+. bench/load/lib.sh
 ROOT=$PWD
 QUICK=${BENCH_QUICK:-0}
 for a in "$@"; do
@@ -91,9 +92,7 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
 log "building release binary and load helpers (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release --bin talos 2>&1 | tail -n 2 >&2
 TALOS=$CARGO_TARGET_DIR/release/talos
-TOOLS=$(cargo bench --bench load_tools --no-run --message-format=json 2>/dev/null |
-  jq -r 'select(.reason == "compiler-artifact" and .target.name == "load_tools" and .executable != null) | .executable' | tail -n 1)
-[ -x "$TOOLS" ] || { echo "load_tools was not built" >&2; exit 1; }
+TOOLS=$(load_tools_bin)
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
