@@ -349,13 +349,23 @@ if want list_paired; then
   BIG_PID=$SERVER_PID
   start_talos list_small "sqlite://$WORK/small.db" memory 14470
   SMALL_PID=$SERVER_PID
+  # Cell by cell (query, pin, connections), so the two halves of a ratio
+  # are taken 10 s apart.
+  PINS_SAVED=$PINS
+  CONNS_SAVED=$CONNS
   for r in $(seq 1 "$LIST_ROUNDS"); do
     for q in "page50 page_size=50" "actor10 page_size=10&filter=actor_id%3D%22user-7%22"; do
       set -- $q
-      measure "listpair_big_${1}_$r" http://127.0.0.1:14460 "$BIG_PID" list_big -- list "$2"
-      measure "listpair_small_${1}_$r" http://127.0.0.1:14470 "$SMALL_PID" list_small -- list "$2"
+      for PINS in $PINS_SAVED; do
+        for CONNS in $CONNS_SAVED; do
+          measure "listpair_big_${1}_$r" http://127.0.0.1:14460 "$BIG_PID" list_big -- list "$2"
+          measure "listpair_small_${1}_$r" http://127.0.0.1:14470 "$SMALL_PID" list_small -- list "$2"
+        done
+      done
     done
   done
+  PINS=$PINS_SAVED
+  CONNS=$CONNS_SAVED
   stop "$BIG_PID"
   stop "$SMALL_PID"
 fi
