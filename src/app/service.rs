@@ -641,10 +641,15 @@ impl App {
         let after = if page_token.is_empty() {
             None
         } else {
-            let secrets = rt.secrets.active(now);
             Some(
-                page_token::open(&secrets, &binding, page_token, now, PAGE_TOKEN_MAX_AGE)
-                    .map_err(page_token_error)?,
+                page_token::open_with(
+                    rt.secrets.active_page_token_keys(now),
+                    &binding,
+                    page_token,
+                    now,
+                    PAGE_TOKEN_MAX_AGE,
+                )
+                .map_err(page_token_error)?,
             )
         };
         let op = match kind {
@@ -661,7 +666,13 @@ impl App {
             let last = keys.last().map(|k| k.key_id.clone()).unwrap_or_default();
             let mut nonce = [0u8; 12];
             rand::rngs::OsRng.fill_bytes(&mut nonce);
-            page_token::seal(&rt.secrets.current, &binding, &last, now, nonce)
+            page_token::seal_with(
+                rt.secrets.current_page_token_key(),
+                &binding,
+                &last,
+                now,
+                nonce,
+            )
         } else {
             String::new()
         };

@@ -6,6 +6,7 @@ use sha2::Sha256;
 
 use super::keys::ChecksumKey;
 use super::model::{Secret, Timestamp};
+use super::page_token::PageTokenKey;
 
 pub const PAGINATION_KEY_LABEL: &str = "talos/pagination/v1/cursor-key";
 pub const MACAROON_ROOT_KEY_LABEL: &str = "talos/macaroon/v1/root-key";
@@ -38,6 +39,8 @@ pub struct SecretSet {
     pub retired: Vec<Retired<Secret>>,
     /// `[current, …retired]`'s checksum keys, scheduled once.
     checksum_keys: Vec<ChecksumKey>,
+    /// `[current, …retired]`'s page-token keys, derived once.
+    page_token_keys: Vec<PageTokenKey>,
 }
 
 impl SecretSet {
@@ -46,11 +49,28 @@ impl SecretSet {
             .chain(retired.iter().map(|r| &r.value))
             .map(ChecksumKey::new)
             .collect();
+        let page_token_keys = std::iter::once(&current)
+            .chain(retired.iter().map(|r| &r.value))
+            .map(PageTokenKey::new)
+            .collect();
         SecretSet {
             current,
             retired,
             checksum_keys,
+            page_token_keys,
         }
+    }
+
+    /// The current secret's page-token key: new tokens are sealed with it.
+    pub fn current_page_token_key(&self) -> &PageTokenKey {
+        &self.page_token_keys[0]
+    }
+
+    /// The page-token keys of [`SecretSet::active`], same order.
+    pub fn active_page_token_keys(&self, now: Timestamp) -> impl Iterator<Item = &PageTokenKey> {
+        self.with_activity(now)
+            .zip(&self.page_token_keys)
+            .filter_map(|((_, active), k)| active.then_some(k))
     }
 
     /// `[current, …retired]`, each with whether it is accepted at `now`
@@ -201,5 +221,59 @@ mod tests {
             keys::verify_parsed(first, only_current).is_some(),
             "current first"
         );
+    }
+
+    #[test]
+    fn page_token_keys_are_the_secrets_own_and_follow_expiry() {
+        use crate::domain::filter::ListFilter;
+        use crate::domain::model::NetworkId;
+        use crate::domain::page_token::{self, PageTokenBinding, PAGE_TOKEN_MAX_AGE};
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let current = Secret::new("c".repeat(32));
+        let live = Secret::new("l".repeat(32));
+        let expired = Secret::new("e".repeat(32));
+        let set = SecretSet::new(
+            current.clone(),
+            vec![
+                Retired {
+                    value: expired.clone(),
+                    expires_at: Some(now),
+                },
+                Retired {
+                    value: live.clone(),
+                    expires_at: None,
+                },
+            ],
+        );
+        let f = ListFilter::default();
+        let b = PageTokenBinding {
+            nid: NetworkId::NIL,
+            kind: crate::domain::KeyKind::Issued,
+            filter: &f,
+        };
+        // The cached current key seals exactly what the secret itself does.
+        assert_eq!(
+            page_token::seal_with(set.current_page_token_key(), &b, "k1", now, [3; 12]),
+            page_token::seal(&current, &b, "k1", now, [3; 12]),
+        );
+        let open = |t: &str| {
+            page_token::open_with(
+                set.active_page_token_keys(now),
+                &b,
+                t,
+                now,
+                PAGE_TOKEN_MAX_AGE,
+            )
+        };
+        assert_eq!(
+            open(&page_token::seal(&live, &b, "k2", now, [4; 12])).unwrap(),
+            "k2"
+        );
+        assert_eq!(
+            open(&page_token::seal(&expired, &b, "k3", now, [5; 12])),
+            Err(page_token::PageTokenError::Invalid),
+            "a retired secret past its expiry opens nothing"
+        );
+        assert!(!format!("{set:?}").contains(&"c".repeat(32)));
     }
 }
