@@ -37,39 +37,48 @@ pub fn active_retired<T>(list: &[Retired<T>], now: Timestamp) -> Vec<&T> {
 pub struct SecretSet {
     pub current: Secret,
     pub retired: Vec<Retired<Secret>>,
-    /// `[current, …retired]`'s checksum keys, scheduled once.
-    checksum_keys: Vec<ChecksumKey>,
-    /// `[current, …retired]`'s page-token keys, derived once.
-    page_token_keys: Vec<PageTokenKey>,
+    /// `[current, …retired]`'s keys, in that order, computed once.
+    keys: Vec<SecretKeys>,
+}
+
+/// What one secret's uses derive from it: the checksum key (HMAC key
+/// schedule) and the page-token key (HKDF, then the AES key schedule).
+#[derive(Clone, Debug)]
+struct SecretKeys {
+    checksum: ChecksumKey,
+    page_token: PageTokenKey,
 }
 
 impl SecretSet {
     pub fn new(current: Secret, retired: Vec<Retired<Secret>>) -> Self {
-        let checksum_keys = std::iter::once(&current)
+        let keys = std::iter::once(&current)
             .chain(retired.iter().map(|r| &r.value))
-            .map(ChecksumKey::new)
-            .collect();
-        let page_token_keys = std::iter::once(&current)
-            .chain(retired.iter().map(|r| &r.value))
-            .map(PageTokenKey::new)
+            .map(|s| SecretKeys {
+                checksum: ChecksumKey::new(s),
+                page_token: PageTokenKey::new(s),
+            })
             .collect();
         SecretSet {
             current,
             retired,
-            checksum_keys,
-            page_token_keys,
+            keys,
         }
     }
 
     /// The current secret's page-token key: new tokens are sealed with it.
     pub fn current_page_token_key(&self) -> &PageTokenKey {
-        &self.page_token_keys[0]
+        &self.keys[0].page_token
     }
 
     /// The page-token keys of [`SecretSet::active`], same order.
     pub fn active_page_token_keys(&self, now: Timestamp) -> impl Iterator<Item = &PageTokenKey> {
+        self.active_keys(now).map(|k| &k.page_token)
+    }
+
+    /// The keys of [`SecretSet::active`], same order, no allocation.
+    fn active_keys(&self, now: Timestamp) -> impl Iterator<Item = &SecretKeys> {
         self.with_activity(now)
-            .zip(&self.page_token_keys)
+            .zip(&self.keys)
             .filter_map(|((_, active), k)| active.then_some(k))
     }
 
@@ -94,9 +103,7 @@ impl SecretSet {
 
     /// The checksum keys of [`SecretSet::active`], same order, no allocation.
     pub fn active_checksum_keys(&self, now: Timestamp) -> impl Iterator<Item = &ChecksumKey> {
-        self.with_activity(now)
-            .zip(&self.checksum_keys)
-            .filter_map(|((_, active), k)| active.then_some(k))
+        self.active_keys(now).map(|k| &k.checksum)
     }
 }
 
