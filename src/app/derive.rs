@@ -13,7 +13,6 @@ use crate::domain::access::{self, IpCheck};
 use crate::domain::credential::{CredentialKind, MAX_CREDENTIAL_BYTES};
 use crate::domain::derived::{self, ClaimError, DeriveInput, DerivedClaims};
 use crate::domain::duration::format_go_duration;
-use crate::domain::secrets::{hmac_derive, MACAROON_ROOT_KEY_LABEL};
 use crate::domain::view::{metadata_json, KeyView, KeyViewParts};
 use crate::domain::{KeyKind, KeyStatus, Secret, Timestamp, TokenAlgorithm, VerificationErrorCode};
 use crate::ports::TokenKeys;
@@ -65,12 +64,7 @@ impl App {
                     .map_err(|_| signature_invalid())?
             }
             CredentialKind::DerivedMacaroon => {
-                let roots: Vec<[u8; 32]> = rt
-                    .secrets
-                    .active(now)
-                    .into_iter()
-                    .map(|s| hmac_derive(s, MACAROON_ROOT_KEY_LABEL))
-                    .collect();
+                let roots: Vec<[u8; 32]> = rt.secrets.active_macaroon_roots(now).copied().collect();
                 derived::verify_macaroon(
                     credential,
                     rt.macaroon_prefixes(),
@@ -223,13 +217,14 @@ impl App {
             audiences: req.audiences.clone(),
         });
         let (token, algorithm) = match req.algorithm {
-            TokenAlgorithm::Macaroon => {
-                let root = hmac_derive(&rt.secrets.current, MACAROON_ROOT_KEY_LABEL);
-                (
-                    derived::mint_macaroon(&root, rt.macaroon_prefix(), &claims),
-                    "macaroon",
-                )
-            }
+            TokenAlgorithm::Macaroon => (
+                derived::mint_macaroon(
+                    rt.secrets.current_macaroon_root(),
+                    rt.macaroon_prefix(),
+                    &claims,
+                ),
+                "macaroon",
+            ),
             _ => {
                 let keys = self.signing_keys().load_full().ok_or_else(|| {
                     AppError::internal("get signing key")

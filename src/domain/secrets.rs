@@ -42,11 +42,19 @@ pub struct SecretSet {
 }
 
 /// What one secret's uses derive from it: the checksum key (HMAC key
-/// schedule) and the page-token key (HKDF, then the AES key schedule).
-#[derive(Clone, Debug)]
+/// schedule), the page-token key (HKDF, then the AES key schedule) and the
+/// macaroon root key (HMAC).
+#[derive(Clone)]
 struct SecretKeys {
     checksum: ChecksumKey,
     page_token: PageTokenKey,
+    macaroon_root: [u8; 32],
+}
+
+impl std::fmt::Debug for SecretKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKeys(<redacted>)")
+    }
 }
 
 impl SecretSet {
@@ -56,6 +64,7 @@ impl SecretSet {
             .map(|s| SecretKeys {
                 checksum: ChecksumKey::new(s),
                 page_token: PageTokenKey::new(s),
+                macaroon_root: hmac_derive(s, MACAROON_ROOT_KEY_LABEL),
             })
             .collect();
         SecretSet {
@@ -73,6 +82,16 @@ impl SecretSet {
     /// The page-token keys of [`SecretSet::active`], same order.
     pub fn active_page_token_keys(&self, now: Timestamp) -> impl Iterator<Item = &PageTokenKey> {
         self.active_keys(now).map(|k| &k.page_token)
+    }
+
+    /// The current secret's macaroon root key: new macaroons are minted with it.
+    pub fn current_macaroon_root(&self) -> &[u8; 32] {
+        &self.keys[0].macaroon_root
+    }
+
+    /// The macaroon root keys of [`SecretSet::active`], same order.
+    pub fn active_macaroon_roots(&self, now: Timestamp) -> impl Iterator<Item = &[u8; 32]> {
+        self.active_keys(now).map(|k| &k.macaroon_root)
     }
 
     /// The keys of [`SecretSet::active`], same order, no allocation.
@@ -231,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn page_token_keys_are_the_secrets_own_and_follow_expiry() {
+    fn derived_keys_are_the_secrets_own_and_follow_expiry() {
         use crate::domain::filter::ListFilter;
         use crate::domain::model::NetworkId;
         use crate::domain::page_token::{self, PageTokenBinding, PAGE_TOKEN_MAX_AGE};
@@ -282,5 +301,20 @@ mod tests {
             "a retired secret past its expiry opens nothing"
         );
         assert!(!format!("{set:?}").contains(&"c".repeat(32)));
+        // Macaroon roots: the same derivation, the same expiry rule.
+        assert_eq!(
+            *set.current_macaroon_root(),
+            hmac_derive(&current, MACAROON_ROOT_KEY_LABEL)
+        );
+        let roots: Vec<[u8; 32]> = set.active_macaroon_roots(now).copied().collect();
+        assert_eq!(
+            roots,
+            vec![
+                hmac_derive(&current, MACAROON_ROOT_KEY_LABEL),
+                hmac_derive(&live, MACAROON_ROOT_KEY_LABEL)
+            ]
+        );
+        let root_hex = hex::encode(set.current_macaroon_root());
+        assert!(!format!("{set:?}").contains(&root_hex));
     }
 }
