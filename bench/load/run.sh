@@ -386,13 +386,15 @@ awk -F'\t' '
       printf "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[6], f[7], f[8], f[9], r, p, f[11] + f[12], f[13]
     }
   }' "$OUT/results.tsv" >"$OUT/results.md"
-if grep -q '^paired_hit_' "$OUT/results.tsv"; then
-  awk -F'\t' '
+# The median of a space-separated list; shared by the paired summaries.
+AWK_MEDIAN='
     function median(list, n,   a, i, j, t) {
       n = split(list, a, " ")
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+    }'
+if grep -q '^paired_hit_' "$OUT/results.tsv"; then
+  awk -F'\t' "$AWK_MEDIAN"'
     $1 ~ /^paired_bare_/ { r = substr($1, 13); k = $2 FS $3; brps[r FS k] = $4; bp99[r FS k] = $7 }
     $1 ~ /^paired_hit_/  { r = substr($1, 12); k = $2 FS $3; hrps[r FS k] = $4; hp99[r FS k] = $7; keys[k] = 1; rounds[r] = 1 }
     END {
@@ -414,12 +416,7 @@ fi
 if grep -q '^listpair_' "$OUT/results.tsv"; then
   # time ratio = 10k req/s ÷ 1M req/s (one connection: mean page time at 1M
   # ÷ at 10k); the target is <= 1.2.
-  awk -F'\t' -v big="$KEYS" -v small="$SMALL_KEYS" '
-    function median(list, n,   a, i, j, t) {
-      n = split(list, a, " ")
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -F'\t' -v big="$KEYS" -v small="$SMALL_KEYS" "$AWK_MEDIAN"'
     $1 ~ /^listpair_/ {
       n = split($1, p, "_"); side = p[2]; r = p[n]; q = p[3]
       k = q FS $2 FS $3; rps[side FS r FS k] = $4; p50[side FS r FS k] = $6
